@@ -1,0 +1,235 @@
+//! `fjord`: call or cast oslo.messaging RPC methods, and inspect endpoint components.
+//!
+//! ```text
+//! fjord call --topic test add a=2 b=3          # prints 5
+//! fjord cast --topic test --fanout stop
+//! fjord inspect target/wasm32-wasip2/release/calculator.wasm
+//! ```
+//!
+//! Exit codes: 0 success, 1 remote failure, 2 timeout, 3 any other error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use fjord_client::inspect::{describe_component, ComponentDescription};
+use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl, DEFAULT_CONTROL_EXCHANGE};
+use serde_json::{Map, Value};
+
+const DEFAULT_URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+
+#[derive(Parser)]
+#[command(name = "fjord", version, about = "oslo.messaging-compatible RPC client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call a method and print its result as JSON.
+    Call(RpcArgs),
+    /// Cast a method (no result); `--fanout` reaches every server of the topic.
+    Cast {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Send to every server listening on the topic.
+        #[arg(long)]
+        fanout: bool,
+    },
+    /// Show what oslo callers can call on an endpoint component.
+    Inspect {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct RpcArgs {
+    /// Transport URL [default: $FJORD_TRANSPORT_URL, else rabbit://guest:guest@127.0.0.1:5672/].
+    #[arg(long)]
+    url: Option<String>,
+    /// fjord-host config file to read `transport_url` and `control_exchange` from.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Target topic.
+    #[arg(long)]
+    topic: String,
+    /// Target server.
+    #[arg(long)]
+    server: Option<String>,
+    /// Exchange [default: the control exchange, `openstack`].
+    #[arg(long)]
+    exchange: Option<String>,
+    /// Endpoint namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Requested API version (`M.m`).
+    #[arg(long)]
+    version: Option<String>,
+    /// Call timeout in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Request context as a JSON object.
+    #[arg(long)]
+    context: Option<String>,
+    /// Method name.
+    method: String,
+    /// Keyword arguments `name=value`; a value is JSON when it parses as JSON, else a string.
+    args: Vec<String>,
+}
+
+/// The part of fjord-host's config the client needs; other keys are ignored.
+#[derive(serde::Deserialize)]
+struct HostConfig {
+    transport_url: Option<String>,
+    control_exchange: Option<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fjord: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<RpcError>() {
+            Some(RpcError::Remote(remote)) => {
+                eprintln!("{remote}");
+                ExitCode::from(1)
+            }
+            Some(RpcError::Timeout(timeout)) => {
+                eprintln!("{timeout}");
+                ExitCode::from(2)
+            }
+            _ => {
+                eprintln!("fjord: {e:#}");
+                ExitCode::from(3)
+            }
+        },
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Call(rpc) => {
+            let (client, ctx, args) = prepare(&rpc, false).await?;
+            let result: Value = client.call(&ctx, &rpc.method, args).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Command::Cast { rpc, fanout } => {
+            let (client, ctx, args) = prepare(&rpc, fanout).await?;
+            client.cast(&ctx, &rpc.method, args).await?;
+            Ok(())
+        }
+        Command::Inspect { file, json } => inspect(&file, json),
+    }
+}
+
+/// Builds the client, context and arguments from the command line.
+async fn prepare(
+    rpc: &RpcArgs,
+    fanout: bool,
+) -> anyhow::Result<(RpcClient, Map<String, Value>, Map<String, Value>)> {
+    let args = parse_args(&rpc.args)?;
+    let ctx = match &rpc.context {
+        Some(text) => match serde_json::from_str(text) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => bail!("--context must be a JSON object"),
+            Err(e) => bail!("--context is not valid JSON: {e}"),
+        },
+        None => Map::new(),
+    };
+    let timeout = Duration::try_from_secs_f64(rpc.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--timeout must be a positive number of seconds, not {}", rpc.timeout))?;
+
+    let config = match &rpc.config {
+        Some(path) => Some(read_config(path)?),
+        None => None,
+    };
+    let url_text = match (&rpc.url, config.as_ref().and_then(|c| c.transport_url.clone())) {
+        (Some(url), _) => url.clone(),
+        (None, Some(url)) => url,
+        (None, None) => std::env::var("FJORD_TRANSPORT_URL").unwrap_or_else(|_| DEFAULT_URL.into()),
+    };
+    let url = TransportUrl::parse(&url_text)?;
+    let control_exchange = config
+        .and_then(|c| c.control_exchange)
+        .unwrap_or_else(|| DEFAULT_CONTROL_EXCHANGE.to_string());
+
+    let transport = Transport::connect_with_exchange(&url, &control_exchange).await?;
+    let mut target = Target::new(rpc.topic.clone()).fanout(fanout);
+    target.server = rpc.server.clone();
+    target.exchange = rpc.exchange.clone();
+    target.namespace = rpc.namespace.clone();
+    target.version = rpc.version.clone();
+    let client = RpcClient::new(transport, target).prepare().timeout(timeout).build();
+    Ok((client, ctx, args))
+}
+
+fn read_config(path: &Path) -> anyhow::Result<HostConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+}
+
+/// `name=value` pairs; a value is JSON where it parses as JSON, else a string.
+fn parse_args(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut args = Map::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("argument `{pair}` is not name=value");
+        };
+        if name.is_empty() {
+            bail!("argument `{pair}` has no name");
+        }
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        args.insert(name.to_string(), value);
+    }
+    Ok(args)
+}
+
+fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let description: ComponentDescription =
+        describe_component(&bytes).with_context(|| format!("{}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&description)?);
+        return Ok(());
+    }
+    if description.interfaces.is_empty() {
+        println!("{}: no exported interfaces", file.display());
+    }
+    for iface in &description.interfaces {
+        let package = match (&iface.package, &iface.package_version) {
+            (Some(p), Some(v)) => format!("{p}@{v}"),
+            (Some(p), None) => p.clone(),
+            (None, _) => "(no package)".into(),
+        };
+        println!("{} (package {package}, oslo version {})", iface.name, iface.oslo_version);
+        for m in &iface.methods {
+            println!("  {}", m.signature());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! What an endpoint component offers to oslo callers, read from its WIT (no wasmtime needed).
+
+use serde::Serialize;
+use wit_parser::{Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, WorldItem};
+
+/// A file that is not a readable WebAssembly component.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Decoding failed (not wasm, or a core module rather than a component).
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+}
+
+/// One method as oslo callers name it.
+///
+/// ```
+/// let m = fjord_client::inspect::MethodDescription {
+///     name: "add".into(),
+///     params: vec![("a".into(), "s64".into())],
+///     result: Some("s64".into()),
+/// };
+/// assert_eq!(m.signature(), "add(a: s64) -> s64");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MethodDescription {
+    /// snake_case method name.
+    pub name: String,
+    /// snake_case parameter names with their WIT types.
+    pub params: Vec<(String, String)>,
+    /// The WIT result type, if any.
+    pub result: Option<String>,
+}
+
+impl MethodDescription {
+    /// `name(param: type, ...) -> type`.
+    ///
+    /// ```
+    /// let m = fjord_client::inspect::MethodDescription { name: "ping".into(), params: vec![], result: None };
+    /// assert_eq!(m.signature(), "ping()");
+    /// ```
+    pub fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(n, t)| format!("{n}: {t}"))
+            .collect();
+        match &self.result {
+            Some(r) => format!("{}({}) -> {}", self.name, params.join(", "), r),
+            None => format!("{}({})", self.name, params.join(", ")),
+        }
+    }
+}
+
+/// One exported interface: an oslo endpoint.
+///
+/// ```
+/// let i = fjord_client::inspect::InterfaceDescription {
+///     name: "calculator".into(), package: Some("example:calc".into()),
+///     package_version: Some("1.3.0".into()), oslo_version: "1.3".into(), methods: vec![],
+/// };
+/// assert_eq!(i.oslo_version, "1.3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InterfaceDescription {
+    /// The interface name as written in WIT.
+    pub name: String,
+    /// `namespace:package`, when the interface belongs to a package.
+    pub package: Option<String>,
+    /// The package's semver version, if any.
+    pub package_version: Option<String>,
+    /// The oslo version it serves: `M.m` (or `M.m.p` when the patch is non-zero); `1.0` without version.
+    pub oslo_version: String,
+    /// Callable functions.
+    pub methods: Vec<MethodDescription>,
+}
+
+/// Everything a component exports for RPC.
+///
+/// ```
+/// assert!(fjord_client::inspect::describe_component(b"not wasm").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentDescription {
+    /// Exported interfaces, in export order.
+    pub interfaces: Vec<InterfaceDescription>,
+}
+
+/// kebab-case to snake_case, as oslo names methods and arguments.
+///
+/// ```
+/// assert_eq!(fjord_client::inspect::snake_case("select-destinations"), "select_destinations");
+/// ```
+pub fn snake_case(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// oslo version served by a package version: `1.3.0` → `1.3`, `1.3.2` → `1.3.2`, none → `1.0`.
+///
+/// ```
+/// use fjord_client::inspect::oslo_version;
+/// assert_eq!(oslo_version(Some(&semver::Version::new(1, 3, 0))), "1.3");
+/// assert_eq!(oslo_version(None), "1.0");
+/// ```
+pub fn oslo_version(version: Option<&semver::Version>) -> String {
+    match version {
+        None => "1.0".to_string(),
+        Some(v) if v.patch == 0 => format!("{}.{}", v.major, v.minor),
+        Some(v) => format!("{}.{}.{}", v.major, v.minor, v.patch),
+    }
+}
+
+/// Decodes a component's WIT and lists its exported interfaces and their functions.
+///
+/// ```
+/// assert!(fjord_client::inspect::describe_component(&[0, 97, 115, 109, 1, 0, 0, 0]).is_err());
+/// ```
+pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectError> {
+    let decoded =
+        wit_component::decode(bytes).map_err(|e| InspectError::NotComponent(format!("{e:#}")))?;
+    let (resolve, world) = match decoded {
+        wit_component::DecodedWasm::Component(resolve, world) => (resolve, world),
+        wit_component::DecodedWasm::WitPackage(..) => {
+            return Err(InspectError::NotComponent(
+                "this is a WIT package, not a component".into(),
+            ))
+        }
+    };
+    let mut interfaces = Vec::new();
+    for item in resolve.worlds[world].exports.values() {
+        let WorldItem::Interface { id, .. } = item else {
+            continue;
+        };
+        let iface = &resolve.interfaces[*id];
+        let package = iface.package.map(|p| &resolve.packages[p].name);
+        let methods = iface
+            .functions
+            .values()
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    FunctionKind::Freestanding | FunctionKind::AsyncFreestanding
+                )
+            })
+            .map(|f| describe_function(&resolve, f))
+            .collect();
+        interfaces.push(InterfaceDescription {
+            name: iface.name.clone().unwrap_or_else(|| "(anonymous)".into()),
+            package: package.map(|p| format!("{}:{}", p.namespace, p.name)),
+            package_version: package.and_then(|p| p.version.as_ref().map(|v| v.to_string())),
+            oslo_version: oslo_version(package.and_then(|p| p.version.as_ref())),
+            methods,
+        });
+    }
+    Ok(ComponentDescription { interfaces })
+}
+
+fn describe_function(resolve: &Resolve, f: &Function) -> MethodDescription {
+    MethodDescription {
+        name: snake_case(&f.name),
+        params: f
+            .params
+            .iter()
+            .map(|p| (snake_case(&p.name), type_name(resolve, &p.ty)))
+            .collect(),
+        result: f.result.as_ref().map(|t| type_name(resolve, t)),
+    }
+}
+
+/// WIT spelling of a type; named types by their name.
+fn type_name(resolve: &Resolve, ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::U8 => "u8".into(),
+        Type::U16 => "u16".into(),
+        Type::U32 => "u32".into(),
+        Type::U64 => "u64".into(),
+        Type::S8 => "s8".into(),
+        Type::S16 => "s16".into(),
+        Type::S32 => "s32".into(),
+        Type::S64 => "s64".into(),
+        Type::F32 => "f32".into(),
+        Type::F64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        Type::ErrorContext => "error-context".into(),
+        Type::Id(id) => {
+            let def = &resolve.types[*id];
+            if let Some(name) = &def.name {
+                return name.clone();
+            }
+            let opt = |t: &Option<Type>| t.as_ref().map_or("_".to_string(), |t| type_name(resolve, t));
+            match &def.kind {
+                TypeDefKind::List(t) => format!("list<{}>", type_name(resolve, t)),
+                TypeDefKind::FixedLengthList(t, n) => format!("list<{}, {n}>", type_name(resolve, t)),
+                TypeDefKind::Option(t) => format!("option<{}>", type_name(resolve, t)),
+                TypeDefKind::Result(r) => match (&r.ok, &r.err) {
+                    (None, None) => "result".into(),
+                    (Some(ok), None) => format!("result<{}>", type_name(resolve, ok)),
+                    _ => format!("result<{}, {}>", opt(&r.ok), opt(&r.err)),
+                },
+                TypeDefKind::Tuple(t) => format!(
+                    "tuple<{}>",
+                    t.types
+                        .iter()
+                        .map(|t| type_name(resolve, t))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                TypeDefKind::Handle(Handle::Own(r)) => type_name(resolve, &Type::Id(*r)),
+                TypeDefKind::Handle(Handle::Borrow(r)) => {
+                    format!("borrow<{}>", type_name(resolve, &Type::Id(*r)))
+                }
+                TypeDefKind::Future(t) => format!("future<{}>", opt(t)),
+                TypeDefKind::Stream(t) => format!("stream<{}>", opt(t)),
+                TypeDefKind::Type(t) => type_name(resolve, t),
+                other => other.as_str().to_string(),
+            }
+        }
+    }
+}

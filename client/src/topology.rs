@@ -1,0 +1,347 @@
+//! The one definition of oslo's exchanges, queues and message properties (oslo-wire.md
+//! sections 2 to 4), shared by the client and the host. Flags must match oslo's exactly:
+//! RabbitMQ closes the channel (406) when a Python peer declared the same name differently.
+
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+
+use crate::envelope::{new_id, Reply};
+use crate::url::TransportOptions;
+
+/// oslo's default `control_exchange`.
+pub const DEFAULT_CONTROL_EXCHANGE: &str = "openstack";
+
+/// A publish that did not reach a queue.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The AMQP operation failed (channel or connection closed, ...).
+    #[error("publish failed: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused the message (publisher confirm nack).
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    /// A mandatory message had no queue to go to (e.g. the reply queue is gone).
+    #[error("no queue bound for routing key `{0}` (NO_ROUTE)")]
+    Unroutable(String),
+}
+
+/// The queues an RPC server consumes from (see [`declare_server_queues`]).
+///
+/// ```
+/// let q = fjord_client::ServerQueues {
+///     topic: "t".into(), server: "t.s".into(), fanout: "t_fanout_0123".into(),
+/// };
+/// assert_eq!(q.server, "t.s");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerQueues {
+    /// `<topic>`, shared by all servers of the topic.
+    pub topic: String,
+    /// `<topic>.<server>`, for server-directed messages.
+    pub server: String,
+    /// `<topic>_fanout_<uuid4 hex>`, this server's copy of fanout casts.
+    pub fanout: String,
+}
+
+/// The name of a topic's fanout exchange: `<topic>_fanout`.
+///
+/// ```
+/// assert_eq!(fjord_client::topology::fanout_exchange_name("t"), "t_fanout");
+/// ```
+pub fn fanout_exchange_name(topic: &str) -> String {
+    format!("{topic}_fanout")
+}
+
+/// Declares the control (topic) exchange as oslo does: durable only with
+/// `amqp_durable_queues` or quorum queues.
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// fjord_client::declare_topic_exchange(ch, "openstack", &Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_topic_exchange(
+    channel: &Channel,
+    name: &str,
+    options: &TransportOptions,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            ShortString::from(name),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: options.durable(),
+                auto_delete: options.amqp_auto_delete,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Declares `<topic>_fanout` (fanout, not durable, auto-delete) with default options.
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// fjord_client::declare_fanout_exchange(ch, "compute").await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_fanout_exchange(channel: &Channel, topic: &str) -> Result<(), lapin::Error> {
+    declare_fanout_exchange_with(channel, topic, &TransportOptions::default()).await
+}
+
+/// Declares `<topic>_fanout`; durable only with `rabbit_transient_quorum_queue`, as oslo.
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// fjord_client::topology::declare_fanout_exchange_with(ch, "compute", &Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_fanout_exchange_with(
+    channel: &Channel,
+    topic: &str,
+    options: &TransportOptions,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            ShortString::from(fanout_exchange_name(topic)),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: options.rabbit_transient_quorum_queue,
+                auto_delete: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Arguments of a topic queue (`<topic>`, `<topic>.<server>`).
+fn topic_queue_arguments(options: &TransportOptions) -> FieldTable {
+    let mut args = FieldTable::default();
+    if options.rabbit_quorum_queue {
+        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    }
+    args
+}
+
+/// Arguments of a transient queue (fanout and reply queues).
+pub(crate) fn transient_queue_arguments(options: &TransportOptions) -> FieldTable {
+    let mut args = FieldTable::default();
+    if options.rabbit_transient_quorum_queue {
+        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    }
+    if options.rabbit_transient_queues_ttl > 0 {
+        // oslo sends a signed 32-bit int; another integer type is a 406 against existing queues.
+        let ms = i64::from(options.rabbit_transient_queues_ttl) * 1000;
+        args.insert(
+            "x-expires".into(),
+            AMQPValue::LongInt(i32::try_from(ms).unwrap_or(i32::MAX)),
+        );
+    }
+    args
+}
+
+/// Declares the exchanges, queues and bindings of an RPC server for `topic` and `server`
+/// exactly as oslo's rabbit driver does, and returns the queue names to consume.
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// let q = fjord_client::declare_server_queues(ch, "openstack", "test", "server1", &Default::default()).await?;
+/// assert_eq!(q.topic, "test");
+/// assert_eq!(q.server, "test.server1");
+/// # Ok(()) }
+/// ```
+pub async fn declare_server_queues(
+    channel: &Channel,
+    exchange: &str,
+    topic: &str,
+    server: &str,
+    options: &TransportOptions,
+) -> Result<ServerQueues, lapin::Error> {
+    declare_topic_exchange(channel, exchange, options).await?;
+    let topic_queue_options = QueueDeclareOptions {
+        durable: options.durable(),
+        auto_delete: options.amqp_auto_delete,
+        ..QueueDeclareOptions::default()
+    };
+    let server_key = format!("{topic}.{server}");
+    for name in [topic, server_key.as_str()] {
+        channel
+            .queue_declare(
+                ShortString::from(name),
+                topic_queue_options,
+                topic_queue_arguments(options),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                ShortString::from(name),
+                ShortString::from(exchange),
+                ShortString::from(name),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+
+    declare_fanout_exchange_with(channel, topic, options).await?;
+    let fanout = format!("{topic}_fanout_{}", new_id());
+    channel
+        .queue_declare(
+            ShortString::from(fanout.as_str()),
+            QueueDeclareOptions {
+                durable: options.rabbit_transient_quorum_queue,
+                ..QueueDeclareOptions::default()
+            },
+            transient_queue_arguments(options),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            ShortString::from(fanout.as_str()),
+            ShortString::from(fanout_exchange_name(topic)),
+            ShortString::from(topic),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    Ok(ServerQueues {
+        topic: topic.to_string(),
+        server: server_key,
+        fanout,
+    })
+}
+
+/// Declares a caller's reply queue `name` (non-durable unless transient quorum, `x-expires`).
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// fjord_client::topology::declare_reply_queue(ch, "reply_0123", &Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_reply_queue(
+    channel: &Channel,
+    name: &str,
+    options: &TransportOptions,
+) -> Result<(), lapin::Error> {
+    channel
+        .queue_declare(
+            ShortString::from(name),
+            QueueDeclareOptions {
+                durable: options.rabbit_transient_quorum_queue,
+                ..QueueDeclareOptions::default()
+            },
+            transient_queue_arguments(options),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The properties oslo puts on every message; `expiration_ms` is set on calls only.
+///
+/// ```
+/// let p = fjord_client::message_properties(Some(3000));
+/// assert_eq!(p.expiration().as_ref().map(|e| e.as_str()), Some("3000"));
+/// ```
+pub fn message_properties(expiration_ms: Option<u64>) -> BasicProperties {
+    let props = BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_content_encoding(ShortString::from("utf-8"))
+        .with_headers(FieldTable::default())
+        .with_delivery_mode(2)
+        .with_priority(0);
+    match expiration_ms {
+        Some(ms) => props.with_expiration(ShortString::from(ms.to_string())),
+        None => props,
+    }
+}
+
+/// Publishes `body` and waits for the broker's confirm (the channel must be in confirm mode).
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), fjord_client::topology::PublishError> {
+/// fjord_client::topology::publish(ch, "openstack", "test", b"{}", None, false).await?;
+/// # Ok(()) }
+/// ```
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    expiration_ms: Option<u64>,
+    mandatory: bool,
+) -> Result<(), PublishError> {
+    let confirm = channel
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            BasicPublishOptions {
+                mandatory,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            message_properties(expiration_ms),
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable(routing_key.to_string())),
+        Confirmation::Nack(_) => Err(PublishError::Nacked),
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+    }
+}
+
+/// Sends a reply to a caller's reply queue: default exchange, mandatory, confirmed.
+///
+/// A vanished reply queue gives [`PublishError::Unroutable`] (oslo retries for 60 s).
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), fjord_client::topology::PublishError> {
+/// let reply = fjord_client::Reply::ok("msgid", serde_json::json!(5));
+/// fjord_client::publish_reply(ch, "reply_0123", &reply).await?;
+/// # Ok(()) }
+/// ```
+pub async fn publish_reply(channel: &Channel, reply_q: &str, reply: &Reply) -> Result<(), PublishError> {
+    publish(channel, "", reply_q, &reply.encode(), None, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_match_oslo() {
+        let p = message_properties(None);
+        assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
+        assert_eq!(p.content_encoding().as_ref().map(|s| s.as_str()), Some("utf-8"));
+        assert_eq!(p.headers(), &Some(FieldTable::default()));
+        assert_eq!(p.delivery_mode(), &Some(2));
+        assert_eq!(p.priority(), &Some(0));
+        assert_eq!(p.expiration(), &None);
+        assert_eq!(
+            message_properties(Some(60000)).expiration().as_ref().map(|s| s.as_str()),
+            Some("60000")
+        );
+    }
+
+    #[test]
+    fn transient_arguments() {
+        let args = transient_queue_arguments(&TransportOptions::default());
+        assert_eq!(
+            args.inner().get(&ShortString::from("x-expires")),
+            Some(&AMQPValue::LongInt(1_800_000))
+        );
+        assert!(topic_queue_arguments(&TransportOptions::default()).inner().is_empty());
+        let quorum = TransportOptions {
+            rabbit_quorum_queue: true,
+            ..TransportOptions::default()
+        };
+        assert_eq!(
+            topic_queue_arguments(&quorum).inner().get(&ShortString::from("x-queue-type")),
+            Some(&AMQPValue::LongString(LongString::from("quorum")))
+        );
+    }
+}

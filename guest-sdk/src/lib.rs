@@ -1,0 +1,317 @@
+//! # fjord-guest: write fjord endpoint components
+//!
+//! A fjord endpoint is a WebAssembly component (`wasm32-wasip2`) that exports one WIT interface;
+//! `fjord-host` serves each exported function as an oslo.messaging RPC method. This crate gives the
+//! endpoint what the host offers beside its own interface (the `fjord:endpoint` package):
+//!
+//! - [`context`]: the oslo request context of the call being served (`request_id`, user, project, any key);
+//! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros.
+//!
+//! The endpoint crate runs its own `wit_bindgen::generate!` for the world that exports its interface;
+//! the imports used here are merged into the component when it is linked (no need to mention
+//! `fjord:endpoint` in the endpoint's world).
+//!
+//! ```ignore
+//! // endpoints/calculator/src/lib.rs
+//! wit_bindgen::generate!({ world: "calculator", path: "../../wit/calculator" });
+//! use exports::fjord::calculator::calculator::Guest;
+//!
+//! struct Calculator;
+//! impl Guest for Calculator {
+//!     fn add(a: i64, b: i64) -> i64 {
+//!         fjord_guest::debug!("add {a} + {b} for {:?}", fjord_guest::context::user());
+//!         a.saturating_add(b)
+//!     }
+//!     // ...
+//! }
+//! export!(Calculator);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2 -p calculator`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the component to list in the host's config.
+//!
+//! Outside a component (a native build, e.g. `cargo test` on the host) the imports do not exist:
+//! the functions compile, but calling them panics. Use them only inside an exported function.
+
+#![warn(missing_docs)]
+
+#[allow(missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "imports",
+        path: "../wit/endpoint",
+    });
+}
+
+use bindings::fjord::endpoint::context as ctx_import;
+use bindings::fjord::endpoint::log as log_import;
+
+/// The oslo.messaging request context of the call being served: the caller's `ctxt` dict.
+///
+/// Every function reads the context of the current call; each call runs in a fresh instance, so
+/// nothing from an earlier call is visible.
+///
+/// ```ignore
+/// let who = fjord_guest::context::user().unwrap_or_else(|| "anonymous".into());
+/// ```
+pub mod context {
+    use super::ctx_import;
+
+    /// The context's `request_id`, if the caller sent one (oslo services usually do: `req-<uuid>`).
+    ///
+    /// ```ignore
+    /// if let Some(id) = fjord_guest::context::request_id() {
+    ///     fjord_guest::info!("serving {id}");
+    /// }
+    /// ```
+    pub fn request_id() -> Option<String> {
+        ctx_import::request_id()
+    }
+
+    /// The caller's user: the context's `user_id`, else `user`.
+    ///
+    /// ```ignore
+    /// let user = fjord_guest::context::user().unwrap_or_else(|| "anonymous".to_string());
+    /// ```
+    pub fn user() -> Option<String> {
+        ctx_import::user()
+    }
+
+    /// The caller's project: the context's `project_id`, else `project`, else `tenant`.
+    ///
+    /// ```ignore
+    /// let project = fjord_guest::context::project().unwrap_or_else(|| "anonymous".to_string());
+    /// ```
+    pub fn project() -> Option<String> {
+        ctx_import::project()
+    }
+
+    /// Any context key, as JSON text: `"alice"` (with quotes), `["admin"]`, `3`, `null`;
+    /// `None` when the caller did not send that key.
+    ///
+    /// ```ignore
+    /// // ctxt = {"roles": ["admin"], "is_admin": true}
+    /// assert_eq!(fjord_guest::context::get("roles").as_deref(), Some(r#"["admin"]"#));
+    /// assert_eq!(fjord_guest::context::get("is_admin").as_deref(), Some("true"));
+    /// assert_eq!(fjord_guest::context::get("missing"), None);
+    /// ```
+    pub fn get(key: &str) -> Option<String> {
+        ctx_import::get(key)
+    }
+
+    /// A context key whose value is a JSON string, unquoted and unescaped; `None` when the key is
+    /// absent or its value is not a string (a number, `null`, a list...). No serde needed.
+    ///
+    /// ```ignore
+    /// // ctxt = {"region_name": "RegionOne", "is_admin": true}
+    /// assert_eq!(fjord_guest::context::get_str("region_name").as_deref(), Some("RegionOne"));
+    /// assert_eq!(fjord_guest::context::get_str("is_admin"), None);
+    /// ```
+    pub fn get_str(key: &str) -> Option<String> {
+        get(key).and_then(|json| crate::json::parse_string(&json))
+    }
+
+    /// Every key the caller sent, in no particular order.
+    ///
+    /// ```ignore
+    /// for key in fjord_guest::context::keys() {
+    ///     fjord_guest::debug!("{key} = {}", fjord_guest::context::get(&key).unwrap_or_default());
+    /// }
+    /// ```
+    pub fn keys() -> Vec<String> {
+        ctx_import::keys()
+    }
+}
+
+/// The host's log: each line is tagged by the host with endpoint, method and request id.
+///
+/// The functions take a ready message; the crate-root macros ([`trace!`](crate::trace),
+/// [`debug!`](crate::debug), [`info!`](crate::info), [`warn!`](crate::warn), [`error!`](crate::error))
+/// take `format!` arguments.
+///
+/// ```ignore
+/// fjord_guest::log::info("started");
+/// fjord_guest::info!("sum of {} values", values.len());
+/// ```
+pub mod log {
+    use super::log_import::{self, Level as L};
+
+    /// Log levels, from the most verbose to the most severe.
+    ///
+    /// ```ignore
+    /// fjord_guest::log::log(fjord_guest::log::Level::Warn, "low on memory");
+    /// ```
+    pub use super::log_import::Level;
+
+    /// Log `message` at `level`.
+    ///
+    /// ```ignore
+    /// use fjord_guest::log::{log, Level};
+    /// log(Level::Debug, "details");
+    /// ```
+    pub fn log(level: Level, message: &str) {
+        log_import::log(level, message)
+    }
+
+    /// Log at trace level.
+    ///
+    /// ```ignore
+    /// fjord_guest::log::trace("entering divide");
+    /// ```
+    pub fn trace(message: &str) {
+        log(L::Trace, message)
+    }
+
+    /// Log at debug level.
+    ///
+    /// ```ignore
+    /// fjord_guest::log::debug("rounding down");
+    /// ```
+    pub fn debug(message: &str) {
+        log(L::Debug, message)
+    }
+
+    /// Log at info level.
+    ///
+    /// ```ignore
+    /// fjord_guest::log::info("request served");
+    /// ```
+    pub fn info(message: &str) {
+        log(L::Info, message)
+    }
+
+    /// Log at warn level.
+    ///
+    /// ```ignore
+    /// fjord_guest::log::warn("divisor is negative");
+    /// ```
+    pub fn warn(message: &str) {
+        log(L::Warn, message)
+    }
+
+    /// Log at error level.
+    ///
+    /// ```ignore
+    /// fjord_guest::log::error("cannot serve this request");
+    /// ```
+    pub fn error(message: &str) {
+        log(L::Error, message)
+    }
+}
+
+/// Log a `format!`-style message at trace level.
+///
+/// ```ignore
+/// fjord_guest::trace!("a = {}, b = {}", a, b);
+/// ```
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => { $crate::log::trace(&::std::format!($($arg)*)) };
+}
+
+/// Log a `format!`-style message at debug level.
+///
+/// ```ignore
+/// fjord_guest::debug!("{} points", points.len());
+/// ```
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::debug(&::std::format!($($arg)*)) };
+}
+
+/// Log a `format!`-style message at info level.
+///
+/// ```ignore
+/// fjord_guest::info!("request {}", fjord_guest::context::request_id().unwrap_or_default());
+/// ```
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::info(&::std::format!($($arg)*)) };
+}
+
+/// Log a `format!`-style message at warn level.
+///
+/// ```ignore
+/// fjord_guest::warn!("divisor {} is negative", divisor);
+/// ```
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log::warn(&::std::format!($($arg)*)) };
+}
+
+/// Log a `format!`-style message at error level.
+///
+/// ```ignore
+/// fjord_guest::error!("overflow adding {}", value);
+/// ```
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::error(&::std::format!($($arg)*)) };
+}
+
+/// A minimal JSON string decoder, so that `get_str` needs no serde.
+mod json {
+    /// Decode `text` if it is exactly one JSON string (surrounding whitespace allowed).
+    pub(crate) fn parse_string(text: &str) -> Option<String> {
+        let s = text.trim().strip_prefix('"')?.strip_suffix('"')?;
+        let mut out = String::with_capacity(s.len());
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return None, // an unescaped quote: not a single string
+                '\\' => match chars.next()? {
+                    '"' => out.push('"'),
+                    '\\' => out.push('\\'),
+                    '/' => out.push('/'),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let hi = hex4(&mut chars)?;
+                        let code = if (0xD800..0xDC00).contains(&hi) {
+                            if chars.next()? != '\\' || chars.next()? != 'u' {
+                                return None;
+                            }
+                            let lo = hex4(&mut chars)?;
+                            if !(0xDC00..0xE000).contains(&lo) {
+                                return None;
+                            }
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        } else {
+                            hi
+                        };
+                        out.push(char::from_u32(code)?);
+                    }
+                    _ => return None,
+                },
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    }
+
+    fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
+        let mut v = 0;
+        for _ in 0..4 {
+            v = v * 16 + chars.next()?.to_digit(16)?;
+        }
+        Some(v)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse_string;
+
+        #[test]
+        fn strings() {
+            assert_eq!(parse_string(r#""alice""#).as_deref(), Some("alice"));
+            assert_eq!(parse_string(r#" "a\"b\\c\n" "#).as_deref(), Some("a\"b\\c\n"));
+            assert_eq!(parse_string(r#""\u00e9\ud83d\ude00""#).as_deref(), Some("é😀"));
+            assert_eq!(parse_string("3"), None);
+            assert_eq!(parse_string("null"), None);
+            assert_eq!(parse_string(r#""a","b""#), None);
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! JSON (oslo keyword arguments and results) to WIT values and back, driven by the WIT type.
+//!
+//! The table is in `docs/design.md`: records are objects with snake_case keys, enums are case strings,
+//! variants are `{"case": payload}` (or the bare case when it has none), flags are arrays of case
+//! strings, results are `{"ok": ..}` / `{"err": ..}`. Anything else is refused with a [`ConvertError`]
+//! whose path names the parameter, so the caller gets a `TypeError` that says what is wrong.
+
+use crate::names::{to_kebab, to_snake};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+use wasmtime::component::{Type, Val};
+
+/// A JSON value that does not fit its WIT type. `path` starts at the parameter name
+/// (`points[1].x`), so the message can name it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct ConvertError {
+    pub path: String,
+    pub problem: String,
+}
+
+/// Where in a value we are, built only when an error needs it.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Root(&'a str),
+    Field(&'a Step<'a>, &'a str),
+    Index(&'a Step<'a>, usize),
+}
+
+impl fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Root(name) => f.write_str(name),
+            Step::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Step::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn fail(at: &Step<'_>, problem: impl Into<String>) -> ConvertError {
+    ConvertError {
+        path: at.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn mismatch(at: &Step<'_>, expected: &str, got: &Value) -> ConvertError {
+    fail(at, format!("expected {expected}, got {}", describe(got)))
+}
+
+/// A short description of a JSON value for error messages (never the whole value: it may be huge).
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.chars().count() <= 32 => format!("string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(a) => format!("an array of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// A readable name of a WIT type, for messages and `fjord inspect`-like listings.
+pub fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::S8 => "s8".into(),
+        Type::U8 => "u8".into(),
+        Type::S16 => "s16".into(),
+        Type::U16 => "u16".into(),
+        Type::S32 => "s32".into(),
+        Type::U32 => "u32".into(),
+        Type::S64 => "s64".into(),
+        Type::U64 => "u64".into(),
+        Type::Float32 => "f32".into(),
+        Type::Float64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        Type::List(l) => format!("list<{}>", type_name(&l.ty())),
+        Type::FixedLengthList(l) => format!("list<{}, {}>", type_name(&l.ty()), l.len()),
+        Type::Map(m) => format!("map<{}, {}>", type_name(&m.key()), type_name(&m.value())),
+        Type::Record(r) => {
+            let fields: Vec<String> = r
+                .fields()
+                .map(|f| format!("{}: {}", to_snake(f.name), type_name(&f.ty)))
+                .collect();
+            format!("record {{ {} }}", fields.join(", "))
+        }
+        Type::Tuple(t) => {
+            let items: Vec<String> = t.types().map(|t| type_name(&t)).collect();
+            format!("tuple<{}>", items.join(", "))
+        }
+        Type::Variant(v) => {
+            let cases: Vec<String> = v
+                .cases()
+                .map(|c| match c.ty {
+                    Some(ty) => format!("{}({})", to_snake(c.name), type_name(&ty)),
+                    None => to_snake(c.name),
+                })
+                .collect();
+            format!("variant {{ {} }}", cases.join(", "))
+        }
+        Type::Enum(e) => {
+            let cases: Vec<String> = e.names().map(to_snake).collect();
+            format!("enum {{ {} }}", cases.join(", "))
+        }
+        Type::Option(o) => format!("option<{}>", type_name(&o.ty())),
+        Type::Result(r) => format!(
+            "result<{}, {}>",
+            r.ok().map_or("_".into(), |t| type_name(&t)),
+            r.err().map_or("_".into(), |t| type_name(&t))
+        ),
+        Type::Flags(f) => {
+            let cases: Vec<String> = f.names().map(to_snake).collect();
+            format!("flags {{ {} }}", cases.join(", "))
+        }
+        other => kind(other).to_string(),
+    }
+}
+
+/// The kind of a type that has no JSON form.
+fn kind(ty: &Type) -> &'static str {
+    match ty {
+        Type::Own(_) | Type::Borrow(_) => "resource",
+        Type::Future(_) => "future",
+        Type::Stream(_) => "stream",
+        Type::ErrorContext => "error-context",
+        _ => "type",
+    }
+}
+
+/// Why a type cannot cross RPC, or `None` when it can. Checked once when a component loads, so a
+/// call never meets a resource, stream or future.
+pub fn unsupported(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Own(_) | Type::Borrow(_) => Some("a resource handle".into()),
+        Type::Future(_) => Some("a future".into()),
+        Type::Stream(_) => Some("a stream".into()),
+        Type::ErrorContext => Some("an error-context".into()),
+        Type::List(l) => unsupported(&l.ty()),
+        Type::FixedLengthList(l) => unsupported(&l.ty()),
+        Type::Map(m) => match m.key() {
+            Type::String => unsupported(&m.value()),
+            _ => Some("a map whose keys are not strings".into()),
+        },
+        Type::Option(o) => unsupported(&o.ty()),
+        Type::Record(r) => r.fields().find_map(|f| unsupported(&f.ty)),
+        Type::Tuple(t) => t.types().find_map(|t| unsupported(&t)),
+        Type::Variant(v) => v.cases().find_map(|c| c.ty.and_then(|t| unsupported(&t))),
+        Type::Result(r) => r
+            .ok()
+            .and_then(|t| unsupported(&t))
+            .or_else(|| r.err().and_then(|t| unsupported(&t))),
+        _ => None,
+    }
+}
+
+/// Converts one keyword argument to the WIT value its parameter `name` expects.
+pub fn to_val(ty: &Type, value: &Value, name: &str) -> Result<Val, ConvertError> {
+    json_to_val(ty, value, &Step::Root(name))
+}
+
+fn int<T: TryFrom<i64> + TryFrom<u64>>(
+    value: &Value,
+    at: &Step<'_>,
+    ty: &str,
+) -> Result<T, ConvertError> {
+    let Value::Number(n) = value else {
+        return Err(mismatch(at, &format!("an integer ({ty})"), value));
+    };
+    let converted = if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else {
+        // A float: accepted only when it is a whole number (Python sends 2.0 for some ints).
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= -9.2e18 && f <= 1.8e19 => {
+                if f < 0.0 {
+                    T::try_from(f as i64).ok()
+                } else {
+                    T::try_from(f as u64).ok()
+                }
+            }
+            _ => return Err(fail(at, format!("expected an integer ({ty}), got {n}"))),
+        }
+    };
+    converted.ok_or_else(|| fail(at, format!("{n} is out of range for {ty}")))
+}
+
+fn json_to_val(ty: &Type, value: &Value, at: &Step<'_>) -> Result<Val, ConvertError> {
+    Ok(match ty {
+        Type::Bool => match value {
+            Value::Bool(b) => Val::Bool(*b),
+            _ => return Err(mismatch(at, "a boolean", value)),
+        },
+        Type::S8 => Val::S8(int(value, at, "s8")?),
+        Type::U8 => Val::U8(int(value, at, "u8")?),
+        Type::S16 => Val::S16(int(value, at, "s16")?),
+        Type::U16 => Val::U16(int(value, at, "u16")?),
+        Type::S32 => Val::S32(int(value, at, "s32")?),
+        Type::U32 => Val::U32(int(value, at, "u32")?),
+        Type::S64 => Val::S64(int(value, at, "s64")?),
+        Type::U64 => Val::U64(int(value, at, "u64")?),
+        Type::Float32 | Type::Float64 => {
+            let Some(f) = value.as_f64() else {
+                return Err(mismatch(at, "a number", value));
+            };
+            if matches!(ty, Type::Float32) {
+                Val::Float32(f as f32)
+            } else {
+                Val::Float64(f)
+            }
+        }
+        Type::Char => {
+            let Value::String(s) = value else {
+                return Err(mismatch(at, "a one-character string", value));
+            };
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Val::Char(c),
+                _ => return Err(mismatch(at, "a one-character string", value)),
+            }
+        }
+        Type::String => match value {
+            Value::String(s) => Val::String(s.clone()),
+            _ => return Err(mismatch(at, "a string", value)),
+        },
+        Type::List(list) => Val::List(array_items(&list.ty(), value, at, None)?),
+        Type::FixedLengthList(list) => Val::FixedLengthList(array_items(
+            &list.ty(),
+            value,
+            at,
+            Some(list.len() as usize),
+        )?),
+        Type::Tuple(tuple) => {
+            let types: Vec<Type> = tuple.types().collect();
+            let Value::Array(items) = value else {
+                return Err(mismatch(
+                    at,
+                    &format!("an array of {} items", types.len()),
+                    value,
+                ));
+            };
+            if items.len() != types.len() {
+                return Err(mismatch(
+                    at,
+                    &format!("an array of {} items", types.len()),
+                    value,
+                ));
+            }
+            let mut vals = Vec::with_capacity(items.len());
+            for (i, (ty, item)) in types.iter().zip(items).enumerate() {
+                vals.push(json_to_val(ty, item, &Step::Index(at, i))?);
+            }
+            Val::Tuple(vals)
+        }
+        Type::Record(record) => {
+            let Value::Object(object) = value else {
+                return Err(mismatch(at, "an object", value));
+            };
+            let mut fields = Vec::with_capacity(record.fields().len());
+            for field in record.fields() {
+                let key = to_snake(field.name);
+                let step = Step::Field(at, &key);
+                let val = match object.get(&key).or_else(|| object.get(field.name)) {
+                    Some(v) => json_to_val(&field.ty, v, &step)?,
+                    None if matches!(field.ty, Type::Option(_)) => Val::Option(None),
+                    None => return Err(fail(&step, "missing field")),
+                };
+                fields.push((field.name.to_string(), val));
+            }
+            if let Some(unknown) = object.keys().find(|k| {
+                !record
+                    .fields()
+                    .any(|f| f.name == k.as_str() || to_snake(f.name) == **k)
+            }) {
+                return Err(fail(at, format!("unknown field {unknown:?}")));
+            }
+            Val::Record(fields)
+        }
+        Type::Option(option) => match value {
+            Value::Null => Val::Option(None),
+            v => Val::Option(Some(Box::new(json_to_val(&option.ty(), v, at)?))),
+        },
+        Type::Enum(e) => {
+            let case = case_name(e.names(), value).ok_or_else(|| {
+                let cases: Vec<String> = e.names().map(to_snake).collect();
+                mismatch(at, &format!("one of {}", cases.join(", ")), value)
+            })?;
+            Val::Enum(case)
+        }
+        Type::Variant(variant) => {
+            let expected = || {
+                let cases: Vec<String> = variant.cases().map(|c| to_snake(c.name)).collect();
+                format!("a case of {} as {{\"case\": payload}}", cases.join(", "))
+            };
+            let (key, payload) = match value {
+                Value::String(s) => (s.as_str(), None),
+                Value::Object(o) if o.len() == 1 => match o.iter().next() {
+                    Some((k, v)) => (k.as_str(), Some(v)),
+                    None => return Err(mismatch(at, &expected(), value)),
+                },
+                _ => return Err(mismatch(at, &expected(), value)),
+            };
+            let Some(case) = variant
+                .cases()
+                .find(|c| c.name == key || to_snake(c.name) == key)
+            else {
+                return Err(fail(
+                    at,
+                    format!("unknown case {key:?}, expected {}", expected()),
+                ));
+            };
+            let step = Step::Field(at, key);
+            let payload = match (case.ty, payload) {
+                (Some(ty), Some(p)) => Some(Box::new(json_to_val(&ty, p, &step)?)),
+                (Some(_), None) => return Err(fail(&step, "this case needs a payload")),
+                (None, None) | (None, Some(Value::Null)) => None,
+                (None, Some(p)) => return Err(mismatch(&step, "no payload (null)", p)),
+            };
+            Val::Variant(case.name.to_string(), payload)
+        }
+        Type::Flags(flags) => {
+            let Value::Array(items) = value else {
+                return Err(mismatch(at, "an array of flag names", value));
+            };
+            let mut set = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let name = case_name(flags.names(), item).ok_or_else(|| {
+                    let names: Vec<String> = flags.names().map(to_snake).collect();
+                    mismatch(
+                        &Step::Index(at, i),
+                        &format!("one of {}", names.join(", ")),
+                        item,
+                    )
+                })?;
+                if !set.contains(&name) {
+                    set.push(name);
+                }
+            }
+            Val::Flags(set)
+        }
+        Type::Result(result) => {
+            let expected = "{\"ok\": value} or {\"err\": value}";
+            let Value::Object(o) = value else {
+                return Err(mismatch(at, expected, value));
+            };
+            let (key, payload) = match (o.len(), o.iter().next()) {
+                (1, Some((k, v))) => (k.as_str(), v),
+                _ => return Err(mismatch(at, expected, value)),
+            };
+            let step = Step::Field(at, key);
+            let convert = |ty: Option<Type>| -> Result<Option<Box<Val>>, ConvertError> {
+                match (ty, payload) {
+                    (Some(ty), p) => Ok(Some(Box::new(json_to_val(&ty, p, &step)?))),
+                    (None, Value::Null) => Ok(None),
+                    (None, p) => Err(mismatch(&step, "null", p)),
+                }
+            };
+            match key {
+                "ok" => Val::Result(Ok(convert(result.ok())?)),
+                "err" => Val::Result(Err(convert(result.err())?)),
+                _ => return Err(mismatch(at, expected, value)),
+            }
+        }
+        Type::Map(map) => {
+            let Value::Object(o) = value else {
+                return Err(mismatch(at, "an object", value));
+            };
+            let mut entries = Vec::with_capacity(o.len());
+            for (k, v) in o {
+                let step = Step::Field(at, k);
+                entries.push((
+                    json_to_val(&map.key(), &Value::String(k.clone()), &step)?,
+                    json_to_val(&map.value(), v, &step)?,
+                ));
+            }
+            Val::Map(entries)
+        }
+        other => {
+            return Err(fail(
+                at,
+                format!("a {} cannot be passed over RPC", kind(other)),
+            ))
+        }
+    })
+}
+
+fn array_items(
+    ty: &Type,
+    value: &Value,
+    at: &Step<'_>,
+    len: Option<usize>,
+) -> Result<Vec<Val>, ConvertError> {
+    let Value::Array(items) = value else {
+        return Err(mismatch(at, "an array", value));
+    };
+    if let Some(len) = len {
+        if items.len() != len {
+            return Err(mismatch(at, &format!("an array of {len} items"), value));
+        }
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| json_to_val(ty, item, &Step::Index(at, i)))
+        .collect()
+}
+
+/// Finds the WIT case a JSON string names, accepting the snake_case form (and the kebab form).
+fn case_name<'a>(mut names: impl Iterator<Item = &'a str>, value: &Value) -> Option<String> {
+    let Value::String(s) = value else { return None };
+    let kebab = to_kebab(s);
+    names.find(|n| *n == s || *n == kebab).map(str::to_string)
+}
+
+/// Converts a WIT value (a function's result) to the JSON the caller receives.
+pub fn to_json(val: &Val) -> Value {
+    match val {
+        Val::Bool(b) => Value::Bool(*b),
+        Val::S8(n) => Value::from(*n),
+        Val::U8(n) => Value::from(*n),
+        Val::S16(n) => Value::from(*n),
+        Val::U16(n) => Value::from(*n),
+        Val::S32(n) => Value::from(*n),
+        Val::U32(n) => Value::from(*n),
+        Val::S64(n) => Value::from(*n),
+        Val::U64(n) => Value::from(*n),
+        // JSON has no NaN or infinity: they become null.
+        Val::Float32(f) => Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        Val::Float64(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Val::Char(c) => Value::String(c.to_string()),
+        Val::String(s) => Value::String(s.clone()),
+        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+            Value::Array(items.iter().map(to_json).collect())
+        }
+        Val::Record(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, v)| (to_snake(name), to_json(v)))
+                .collect(),
+        ),
+        Val::Enum(case) => Value::String(to_snake(case)),
+        Val::Variant(case, None) => Value::String(to_snake(case)),
+        Val::Variant(case, Some(payload)) => {
+            let mut o = Map::new();
+            o.insert(to_snake(case), to_json(payload));
+            Value::Object(o)
+        }
+        Val::Option(None) => Value::Null,
+        Val::Option(Some(v)) => to_json(v),
+        Val::Result(r) => {
+            let (key, payload) = match r {
+                Ok(v) => ("ok", v),
+                Err(v) => ("err", v),
+            };
+            let mut o = Map::new();
+            o.insert(key.into(), payload.as_deref().map_or(Value::Null, to_json));
+            Value::Object(o)
+        }
+        Val::Flags(names) => {
+            Value::Array(names.iter().map(|n| Value::String(to_snake(n))).collect())
+        }
+        Val::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Val::String(s) => s.clone(),
+                        other => to_json(other).to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        // Refused at load (see `unsupported`); never produced by an RPC-callable function.
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
+    }
+}

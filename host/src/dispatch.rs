@@ -1,0 +1,184 @@
+//! oslo.messaging's dispatch rules over a server's endpoints, and what each outcome looks like to the
+//! caller (the failure table of `docs/design.md`).
+
+use crate::convert::{to_json, to_val};
+use crate::endpoint::{Endpoint, Method};
+use crate::guest_api::CallInfo;
+use crate::names::to_camel;
+use crate::sandbox::{GuestFailure, Sandbox};
+use fjord_client::envelope::Request;
+use fjord_client::failure::Failure;
+use fjord_client::version::is_compatible;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use wasmtime::component::{Type, Val};
+
+/// The module of failures raised by fjord itself rather than by endpoint code.
+pub const FJORD_MODULE: &str = "fjord";
+/// The call ran past its deadline.
+pub const DEADLINE_CLASS: &str = "DeadlineExceeded";
+/// The guest tried to grow its memory past its cap.
+pub const MEMORY_CLASS: &str = "MemoryLimitExceeded";
+/// The guest trapped (a panic, `unreachable`, a stack overflow...).
+pub const TRAP_CLASS: &str = "GuestTrap";
+/// The class of an `err` whose type is not an enum or variant (a string, a record...).
+pub const ENDPOINT_ERROR_CLASS: &str = "EndpointError";
+
+/// The endpoints of one RPC server (one topic + server name), in configuration order.
+pub struct Dispatcher {
+    sandbox: Arc<Sandbox>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Dispatcher {
+    pub fn new(sandbox: Arc<Sandbox>, endpoints: Vec<Endpoint>) -> Self {
+        Dispatcher { sandbox, endpoints }
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Finds the method as oslo's `RPCDispatcher.dispatch` does and calls it.
+    pub async fn dispatch(&self, request: &Request) -> Result<Value, Failure> {
+        let version = request.version.as_deref().unwrap_or("1.0");
+        let mut found_compatible = false;
+        for endpoint in &self.endpoints {
+            if endpoint.namespace != request.namespace {
+                continue;
+            }
+            match is_compatible(&endpoint.version, version) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // A Python server fails the same way, with the ValueError of int().
+                Err(e) => {
+                    return Err(Failure::new(
+                        "ValueError",
+                        "builtins",
+                        format!("invalid RPC version {version:?}: {e}"),
+                    ))
+                }
+            }
+            // The default access policy: names starting with `_` are private.
+            if !request.method.starts_with('_') {
+                if let Some(method) = endpoint.methods.get(&request.method) {
+                    return self.call(endpoint, method, request).await;
+                }
+            }
+            found_compatible = true;
+        }
+        if found_compatible {
+            Err(Failure::no_such_method(&request.method))
+        } else {
+            Err(Failure::unsupported_version(version, &request.method))
+        }
+    }
+
+    async fn call(
+        &self,
+        endpoint: &Endpoint,
+        method: &Method,
+        request: &Request,
+    ) -> Result<Value, Failure> {
+        let params = bind_arguments(method, &request.args).map_err(Failure::type_error)?;
+        let call = Arc::new(CallInfo {
+            endpoint: endpoint.interface.clone(),
+            method: method.name.clone(),
+            context: request.context.clone(),
+        });
+        let results_len = usize::from(method.result.is_some());
+        let results = self
+            .sandbox
+            .call(
+                &endpoint.pre,
+                &method.index,
+                &params,
+                results_len,
+                call,
+                endpoint.limits,
+            )
+            .await
+            .map_err(guest_failure)?;
+        match (results.into_iter().next(), &method.result) {
+            (None, _) => Ok(Value::Null),
+            // A top-level result is oslo's return-or-raise.
+            (Some(Val::Result(Ok(v))), Some(Type::Result(_))) => {
+                Ok(v.as_deref().map_or(Value::Null, to_json))
+            }
+            (Some(Val::Result(Err(e))), Some(Type::Result(_))) => {
+                Err(endpoint_error(&endpoint.interface, e.as_deref()))
+            }
+            (Some(v), _) => Ok(to_json(&v)),
+        }
+    }
+}
+
+/// Matches keyword arguments to parameters by name, with Python's messages for what does not fit.
+/// An absent argument whose type is an option is none.
+pub fn bind_arguments(method: &Method, args: &Map<String, Value>) -> Result<Vec<Val>, String> {
+    let name = &method.name;
+    if let Some(surplus) = args
+        .keys()
+        .find(|k| !method.params.iter().any(|p| &p.name == *k))
+    {
+        return Err(format!(
+            "{name}() got an unexpected keyword argument '{surplus}'"
+        ));
+    }
+    let missing: Vec<&str> = method
+        .params
+        .iter()
+        .filter(|p| !args.contains_key(&p.name) && !matches!(p.ty, Type::Option(_)))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
+        return Err(format!(
+            "{name}() missing {} required argument{}: {}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            quoted.join(", ")
+        ));
+    }
+    method
+        .params
+        .iter()
+        .map(|p| match args.get(&p.name) {
+            Some(v) => to_val(&p.ty, v, &p.name)
+                .map_err(|e| format!("{name}() argument {}: {}", e.path, e.problem)),
+            None => Ok(Val::Option(None)),
+        })
+        .collect()
+}
+
+/// `err(e)` as the caller sees it: an enum or variant case becomes the class (`not-found` is
+/// `NotFound`); anything else is an `EndpointError` carrying the value.
+fn endpoint_error(interface: &str, e: Option<&Val>) -> Failure {
+    let module = interface.split('@').next().unwrap_or(interface);
+    let (class, message) = match e {
+        Some(Val::Enum(case)) | Some(Val::Variant(case, None)) => {
+            (to_camel(case), case.replace('-', " "))
+        }
+        Some(Val::Variant(case, Some(payload))) => (to_camel(case), text(payload)),
+        Some(other) => (ENDPOINT_ERROR_CLASS.to_string(), text(other)),
+        None => (ENDPOINT_ERROR_CLASS.to_string(), "error".to_string()),
+    };
+    Failure::new(class, module, message)
+}
+
+/// A value as message text: strings as they are, anything else as JSON.
+fn text(v: &Val) -> String {
+    match v {
+        Val::String(s) => s.clone(),
+        other => to_json(other).to_string(),
+    }
+}
+
+fn guest_failure(failure: GuestFailure) -> Failure {
+    let class = match failure {
+        GuestFailure::Deadline(_) => DEADLINE_CLASS,
+        GuestFailure::Memory(_) => MEMORY_CLASS,
+        GuestFailure::Trap(_) => TRAP_CLASS,
+    };
+    Failure::new(class, FJORD_MODULE, failure.to_string())
+}

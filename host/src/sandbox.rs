@@ -1,0 +1,280 @@
+//! The sandbox every call runs in: one [`Engine`], a fresh [`Store`] and instance per call, a deadline
+//! enforced by epoch interruption, a memory cap, and WASI that grants nothing (no files, no
+//! environment, no sockets; stdout and stderr are captured and go to the host log).
+
+use crate::guest_api::{self, CallInfo};
+use anyhow::Context as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
+};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the ticker thread advances the epoch: the granularity of deadlines.
+const TICK: Duration = Duration::from_millis(5);
+/// Guest stdout/stderr kept per call; the rest is dropped so a chatty guest cannot grow the host.
+const CAPTURE_BYTES: usize = 64 * 1024;
+
+/// Per-endpoint limits on one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for instantiation plus the call.
+    pub deadline: Duration,
+    /// Linear memory, in bytes, summed over the instance's memories.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(10),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How a call ended when it did not return normally. Each maps to its own failure class.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFailure {
+    #[error("the call exceeded its deadline of {0:?}")]
+    Deadline(Duration),
+    #[error("the call exceeded its memory limit of {} MiB", .0 >> 20)]
+    Memory(usize),
+    #[error("{0}")]
+    Trap(String),
+}
+
+/// Store data of one call.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    pub(crate) call: Arc<CallInfo>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps memory and counts of instances and tables, and remembers whether the cap was hit so that a
+/// guest dying of an allocation failure is reported as a memory failure, not a trap.
+struct Limiter {
+    memory_bytes: usize,
+    memory_hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+    fn tables(&self) -> usize {
+        32
+    }
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// The engine, the linker with everything the host gives guests, and the epoch ticker.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<GuestState>,
+}
+
+impl Sandbox {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // Bounded guest stack: unbounded recursion is a trap, not a host crash.
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        spawn_ticker(&engine)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI into the sandbox: {e}"))?;
+        guest_api::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link fjord's host API: {e}"))?;
+        Ok(Sandbox { engine, linker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component file.
+    pub fn load(&self, path: &Path) -> anyhow::Result<Component> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if !wasmparser_is_component(&bytes) {
+            anyhow::bail!(
+                "{} is not a WebAssembly component (build it for wasm32-wasip2)",
+                path.display()
+            );
+        }
+        Component::new(&self.engine, &bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not a valid component: {e}", path.display()))
+    }
+
+    /// Resolves every import once, so each call only has to instantiate.
+    pub fn prepare(&self, component: &Component) -> anyhow::Result<InstancePre<GuestState>> {
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Runs one call in a fresh instance and returns its results.
+    pub async fn call(
+        &self,
+        pre: &InstancePre<GuestState>,
+        func: &ComponentExportIndex,
+        params: &[Val],
+        results_len: usize,
+        call: Arc<CallInfo>,
+        limits: Limits,
+    ) -> Result<Vec<Val>, GuestFailure> {
+        let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            GuestState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: Limiter {
+                    memory_bytes: limits.memory_bytes,
+                    memory_hit: false,
+                },
+                call: call.clone(),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        let deadline = Instant::now() + limits.deadline;
+        store.set_epoch_deadline(1);
+        // Yield to the executor at every tick so a spinning guest never starves other calls, and
+        // stop it once its wall-clock deadline has passed.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_func(&mut store, func)
+                .ok_or_else(|| wasmtime::format_err!("the export is not a function"))?;
+            let mut results = vec![Val::Bool(false); results_len];
+            func.call_async(&mut store, params, &mut results).await?;
+            Ok::<_, wasmtime::Error>(results)
+        };
+        // The epoch stops guest code; this also bounds time spent blocked in host calls.
+        let outcome = tokio::time::timeout(limits.deadline + Duration::from_millis(500), run).await;
+
+        log_output(&call, "stdout", &stdout.contents());
+        log_output(&call, "stderr", &stderr.contents());
+        match outcome {
+            Ok(Ok(results)) => Ok(results),
+            Err(_elapsed) => Err(GuestFailure::Deadline(limits.deadline)),
+            Ok(Err(error)) => {
+                if store.data().limiter.memory_hit {
+                    Err(GuestFailure::Memory(limits.memory_bytes))
+                } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                    Err(GuestFailure::Deadline(limits.deadline))
+                } else {
+                    Err(GuestFailure::Trap(trap_message(&error, &stderr.contents())))
+                }
+            }
+        }
+    }
+}
+
+/// A trap's message, with the guest's panic message first when it printed one.
+fn trap_message(error: &wasmtime::Error, stderr: &[u8]) -> String {
+    let trap = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    let stderr = String::from_utf8_lossy(stderr);
+    // Rust guests print "thread '..' panicked at file:line:col:\n<message>" before aborting.
+    let panic = stderr
+        .split_once("panicked at ")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .map(|(_, message)| message.lines().next().unwrap_or("").trim().to_string())
+        .filter(|m| !m.is_empty());
+    match panic {
+        Some(panic) => format!("guest panicked: {panic} ({trap})"),
+        None => format!("guest trapped: {trap}"),
+    }
+}
+
+fn log_output(call: &CallInfo, stream: &str, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    for line in String::from_utf8_lossy(bytes).lines() {
+        tracing::info!(
+            endpoint = %call.endpoint, method = %call.method,
+            request_id = call.request_id().unwrap_or("-"), stream, "{line}"
+        );
+    }
+}
+
+/// A component starts with the preamble `\0asm` + version 0x0d + layer 1; a core module has layer 0.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// One thread (not a tokio task: a spinning guest must not starve it) advancing the epoch for as
+/// long as the engine lives.
+fn spawn_ticker(engine: &Engine) -> anyhow::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("fjord-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .context("cannot start the epoch ticker thread")?;
+    Ok(())
+}

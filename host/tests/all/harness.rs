@@ -1,0 +1,152 @@
+//! Running real `fjord-host` processes against the real broker, and what tests need around them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A guest component built by `scripts/setup` (cargo build --release --target wasm32-wasip2 ...).
+pub fn wasm(name: &str) -> PathBuf {
+    let path = workspace().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup (or cargo build --release --target wasm32-wasip2 -p {name})",
+        path.display()
+    );
+    path
+}
+
+/// A topic no other test uses, so tests can run in parallel on one broker.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The host's log, shared with the thread that reads its stderr.
+#[derive(Default)]
+struct Log {
+    text: Mutex<String>,
+    changed: Condvar,
+}
+
+/// A running `fjord-host`; killed when dropped.
+pub struct Host {
+    child: Child,
+    log: Arc<Log>,
+    _dir: PathBuf,
+}
+
+impl Host {
+    /// Starts a host with this config text and waits until it is consuming.
+    pub fn start(config: &str) -> Host {
+        let host = Host::spawn(config);
+        if !host.wait_for("fjord-host ready", Duration::from_secs(120)) {
+            panic!("fjord-host did not become ready:\n{}", host.log());
+        }
+        host
+    }
+
+    /// Starts a host without waiting: for tests of start-up failures.
+    pub fn spawn(config: &str) -> Host {
+        let dir = workspace().join("target/test-configs").join(unique("host"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fjord.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-host"))
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "info,lapin=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start fjord-host");
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut text = sink.text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                sink.changed.notify_all();
+            }
+        });
+        Host {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.log.text.lock().unwrap();
+        loop {
+            if text.contains(needle) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            text = self
+                .log
+                .changed
+                .wait_timeout(text, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits for the process to exit (for hosts that must refuse to start).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the log reader a moment to drain stderr.
+                std::thread::sleep(Duration::from_millis(100));
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Config text for one host: `servers` are (topic, server, endpoints as TOML array items).
+pub fn config(servers: &[(&str, &str, &str)]) -> String {
+    let mut text = format!("transport_url = \"{URL}\"\n");
+    for (topic, server, endpoints) in servers {
+        text.push_str(&format!(
+            "\n[[server]]\ntopic = \"{topic}\"\nserver = \"{server}\"\nendpoints = [{endpoints}]\n"
+        ));
+    }
+    text
+}
+
+/// A TOML string literal of a path.
+pub fn path_item(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}

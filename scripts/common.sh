@@ -1,0 +1,74 @@
+# Shared steps for scripts/setup, scripts/test and scripts/run (sourced, not run).
+# Every step is idempotent: it checks first and only acts when something is missing.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GUEST_TARGET=wasm32-wasip2
+GUEST_PACKAGES=(calculator types greeter resourceful)
+BROKER_HOST=127.0.0.1
+BROKER_PORT=5672
+BROKER_WAIT_SECS="${FJORD_BROKER_WAIT_SECS:-90}"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The wasm32-wasip2 Rust target, for the guest components.
+ensure_target() {
+    if ! command -v rustup >/dev/null 2>&1; then
+        say "rustup not found; assuming the $GUEST_TARGET target is installed"
+        return 0
+    fi
+    if ! rustup target list --installed | grep -qx "$GUEST_TARGET"; then
+        say "adding Rust target $GUEST_TARGET"
+        rustup target add "$GUEST_TARGET"
+    fi
+}
+
+# .venv with oslo.messaging (the real Python oslo.messaging, for interop tests).
+ensure_venv() {
+    local py="$ROOT/.venv/bin/python"
+    if [ -x "$py" ] && "$py" -c 'import oslo_messaging' >/dev/null 2>&1; then
+        return 0
+    fi
+    say "creating .venv with interop/requirements.txt"
+    if [ ! -x "$py" ]; then
+        python3 -m venv "$ROOT/.venv" || die "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+    fi
+    "$py" -m pip install --quiet --upgrade pip
+    "$py" -m pip install --quiet -r "$ROOT/interop/requirements.txt"
+    "$py" -c 'import oslo_messaging' || die "oslo_messaging still not importable from .venv"
+}
+
+broker_answers() {
+    (exec 3<>"/dev/tcp/$BROKER_HOST/$BROKER_PORT") >/dev/null 2>&1
+}
+
+# RabbitMQ answering on 127.0.0.1:5672; started detached if it does not.
+ensure_broker() {
+    if broker_answers; then
+        return 0
+    fi
+    command -v rabbitmq-server >/dev/null 2>&1 \
+        || die "RabbitMQ does not answer on $BROKER_HOST:$BROKER_PORT and rabbitmq-server is not installed"
+    say "starting RabbitMQ (rabbitmq-server -detached)"
+    rabbitmq-server -detached || true   # fails harmlessly if a node is already starting
+    if command -v rabbitmqctl >/dev/null 2>&1; then
+        timeout "$BROKER_WAIT_SECS" rabbitmqctl await_startup --timeout "$BROKER_WAIT_SECS" >/dev/null 2>&1 || true
+    fi
+    local waited=0
+    until broker_answers; do
+        [ "$waited" -ge "$BROKER_WAIT_SECS" ] \
+            && die "RabbitMQ did not answer on $BROKER_HOST:$BROKER_PORT within ${BROKER_WAIT_SECS}s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "RabbitMQ is up on $BROKER_HOST:$BROKER_PORT"
+}
+
+# Build guest components (default: all of them) into target/wasm32-wasip2/release/<name>.wasm.
+build_guests() {
+    local pkgs=("$@") args=()
+    [ "${#pkgs[@]}" -gt 0 ] || pkgs=("${GUEST_PACKAGES[@]}")
+    for p in "${pkgs[@]}"; do args+=(-p "$p"); done
+    say "building guest components: ${pkgs[*]}"
+    (cd "$ROOT" && cargo build --release --target "$GUEST_TARGET" "${args[@]}")
+}
