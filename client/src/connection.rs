@@ -67,7 +67,10 @@ fn join_attempts(attempts: &[ConnectAttempt]) -> String {
 /// let conn = fjord_client::connect(&url, "my-service").await?;
 /// # let _ = conn; Ok(()) }
 /// ```
-pub async fn connect(url: &TransportUrl, connection_name: &str) -> Result<Connection, ConnectError> {
+pub async fn connect(
+    url: &TransportUrl,
+    connection_name: &str,
+) -> Result<Connection, ConnectError> {
     let tls = tls_config(url)?;
     let mut attempts = Vec::new();
     for index in shuffled(url.hosts.len()) {
@@ -191,9 +194,15 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_names_masked_addresses() {
-        let url = TransportUrl::parse("rabbit://guest:sekrit@127.0.0.1:5999,guest:sekrit@127.0.0.1:5998/").unwrap();
+        let url = TransportUrl::parse(
+            "rabbit://guest:sekrit@127.0.0.1:5999,guest:sekrit@127.0.0.1:5998/",
+        )
+        .unwrap();
         let err = connect(&url, "test").await.unwrap_err().to_string();
-        assert!(err.starts_with("cannot connect to RabbitMQ at rabbit://guest:****@127.0.0.1:59"), "{err}");
+        assert!(
+            err.starts_with("cannot connect to RabbitMQ at rabbit://guest:****@127.0.0.1:59"),
+            "{err}"
+        );
         assert!(err.contains("127.0.0.1:5999/: Connection refused"), "{err}");
         assert!(err.contains("127.0.0.1:5998/: Connection refused"), "{err}");
         assert!(!err.contains("sekrit"));

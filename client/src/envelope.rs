@@ -427,7 +427,11 @@ impl Reply {
         let mut m = decode_message(body)?;
         let msg_id = match m.shift_remove("_msg_id") {
             Some(Value::String(s)) => s,
-            _ => return Err(EnvelopeError::BadReply("_msg_id is missing or not a string")),
+            _ => {
+                return Err(EnvelopeError::BadReply(
+                    "_msg_id is missing or not a string",
+                ))
+            }
         };
         let unique_id = match m.shift_remove("_unique_id") {
             Some(Value::String(s)) => s,
@@ -492,7 +496,7 @@ mod tests {
         for m in messages {
             let body = m["body"].as_str().unwrap();
             let req = Request::from_message(decode_message(body.as_bytes()).unwrap()).unwrap();
-            assert_eq!(req.method.is_empty(), false);
+            assert!(!req.method.is_empty());
             let original = inner_of(body);
             let again = req.to_message();
             assert_eq!(again, original, "{}", m["what"]);
@@ -512,7 +516,10 @@ mod tests {
         assert_eq!(req.method, "add");
         assert_eq!(req.args["a"], 2);
         assert_eq!(req.version.as_deref(), Some("1.0"));
-        assert_eq!(req.msg_id.as_deref(), Some("50a5dd5a47f14888a9631401d275d5b7"));
+        assert_eq!(
+            req.msg_id.as_deref(),
+            Some("50a5dd5a47f14888a9631401d275d5b7")
+        );
         assert_eq!(
             req.reply_q.as_deref(),
             Some("reply_f4cfe3e052b449779eb7993805f3fff5")
@@ -584,7 +591,10 @@ mod tests {
             .failure
             .unwrap();
         let ours = Failure::no_such_method("_secret");
-        assert_eq!((f.class, f.module, f.message, f.args), (ours.class, ours.module, ours.message, ours.args));
+        assert_eq!(
+            (f.class, f.module, f.message, f.args),
+            (ours.class, ours.module, ours.message, ours.args)
+        );
         let bad = v["replies"]
             .as_array()
             .unwrap()
@@ -595,7 +605,10 @@ mod tests {
             .unwrap()
             .failure
             .unwrap();
-        assert_eq!(f.message, Failure::unsupported_version("2.0", "add").message);
+        assert_eq!(
+            f.message,
+            Failure::unsupported_version("2.0", "add").message
+        );
         assert!(!f.tb.is_empty());
     }
 
@@ -607,8 +620,14 @@ mod tests {
 
     #[test]
     fn bad_envelopes() {
-        assert!(matches!(decode_message(b"\xff"), Err(EnvelopeError::NotJson(_))));
-        assert!(matches!(decode_message(b"[1,2]"), Err(EnvelopeError::NotObject)));
+        assert!(matches!(
+            decode_message(b"\xff"),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        assert!(matches!(
+            decode_message(b"[1,2]"),
+            Err(EnvelopeError::NotObject)
+        ));
         assert!(matches!(
             decode_message(br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#),
             Err(EnvelopeError::BadVersion(_))
@@ -641,10 +660,22 @@ mod tests {
         let cases = [
             (json!({}), RequestProblem::MissingMethod),
             (json!({"method": 1}), RequestProblem::WrongType("method")),
-            (json!({"method": "m", "args": [1]}), RequestProblem::WrongType("args")),
-            (json!({"method": "m", "namespace": 1}), RequestProblem::WrongType("namespace")),
-            (json!({"method": "m", "version": 1.0}), RequestProblem::WrongType("version")),
-            (json!({"method": "m", "_timeout": "x"}), RequestProblem::WrongType("_timeout")),
+            (
+                json!({"method": "m", "args": [1]}),
+                RequestProblem::WrongType("args"),
+            ),
+            (
+                json!({"method": "m", "namespace": 1}),
+                RequestProblem::WrongType("namespace"),
+            ),
+            (
+                json!({"method": "m", "version": 1.0}),
+                RequestProblem::WrongType("version"),
+            ),
+            (
+                json!({"method": "m", "_timeout": "x"}),
+                RequestProblem::WrongType("_timeout"),
+            ),
         ];
         for (extra, problem) in cases {
             let mut m = base.as_object().unwrap().clone();
@@ -658,8 +689,13 @@ mod tests {
 
     #[test]
     fn request_defaults() {
-        let r = Request::from_message(json!({"method": "m", "args": null}).as_object().unwrap().clone())
-            .unwrap();
+        let r = Request::from_message(
+            json!({"method": "m", "args": null})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
         assert!(r.args.is_empty());
         assert_eq!(r.version_or_default(), "1.0");
         assert!(r.namespace.is_none());
@@ -674,7 +710,15 @@ mod tests {
         let m = r.to_message();
         assert_eq!(
             keys(&m),
-            ["method", "args", "_msg_id", "_reply_q", "_timeout", "_unique_id", "_context_user"]
+            [
+                "method",
+                "args",
+                "_msg_id",
+                "_reply_q",
+                "_timeout",
+                "_unique_id",
+                "_context_user"
+            ]
         );
         assert!(m["_timeout"].is_null());
     }

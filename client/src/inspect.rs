@@ -115,6 +115,16 @@ pub fn oslo_version(version: Option<&semver::Version>) -> String {
 /// assert!(fjord_client::inspect::describe_component(&[0, 97, 115, 109, 1, 0, 0, 0]).is_err());
 /// ```
 pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectError> {
+    // Header: `\0asm`, a 16-bit version, then the layer: 0 = core module, 1 = component.
+    // wit-component would read a core module as a component with an empty world.
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(InspectError::NotComponent("not a WebAssembly file".into()));
+    }
+    if bytes[6..8] != [1, 0] {
+        return Err(InspectError::NotComponent(
+            "this is a core WebAssembly module, not a component".into(),
+        ));
+    }
     let decoded =
         wit_component::decode(bytes).map_err(|e| InspectError::NotComponent(format!("{e:#}")))?;
     let (resolve, world) = match decoded {
@@ -125,6 +135,11 @@ pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectE
             ))
         }
     };
+    Ok(describe_world(&resolve, world))
+}
+
+/// The exported interfaces of a decoded world.
+fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDescription {
     let mut interfaces = Vec::new();
     for item in resolve.worlds[world].exports.values() {
         let WorldItem::Interface { id, .. } = item else {
@@ -141,7 +156,7 @@ pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectE
                     FunctionKind::Freestanding | FunctionKind::AsyncFreestanding
                 )
             })
-            .map(|f| describe_function(&resolve, f))
+            .map(|f| describe_function(resolve, f))
             .collect();
         interfaces.push(InterfaceDescription {
             name: iface.name.clone().unwrap_or_else(|| "(anonymous)".into()),
@@ -151,7 +166,7 @@ pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectE
             methods,
         });
     }
-    Ok(ComponentDescription { interfaces })
+    ComponentDescription { interfaces }
 }
 
 fn describe_function(resolve: &Resolve, f: &Function) -> MethodDescription {
@@ -188,10 +203,15 @@ fn type_name(resolve: &Resolve, ty: &Type) -> String {
             if let Some(name) = &def.name {
                 return name.clone();
             }
-            let opt = |t: &Option<Type>| t.as_ref().map_or("_".to_string(), |t| type_name(resolve, t));
+            let opt = |t: &Option<Type>| {
+                t.as_ref()
+                    .map_or("_".to_string(), |t| type_name(resolve, t))
+            };
             match &def.kind {
                 TypeDefKind::List(t) => format!("list<{}>", type_name(resolve, t)),
-                TypeDefKind::FixedLengthList(t, n) => format!("list<{}, {n}>", type_name(resolve, t)),
+                TypeDefKind::FixedLengthList(t, n) => {
+                    format!("list<{}, {n}>", type_name(resolve, t))
+                }
                 TypeDefKind::Option(t) => format!("option<{}>", type_name(resolve, t)),
                 TypeDefKind::Result(r) => match (&r.ok, &r.err) {
                     (None, None) => "result".into(),
@@ -216,5 +236,116 @@ fn type_name(resolve: &Resolve, ty: &Type) -> String {
                 other => other.as_str().to_string(),
             }
         }
+    }
+}
+
+// Shared with the integration tests, which cannot see `cfg(test)` items of the library.
+#[cfg(test)]
+#[path = "../tests/support/test_component.rs"]
+mod test_component;
+#[cfg(test)]
+use test_component::test_component;
+
+/// Describes the exports of a world given as WIT text (for tests of type rendering).
+#[cfg(test)]
+fn describe_wit(wit: &str) -> ComponentDescription {
+    let mut resolve = Resolve::default();
+    let pkg = resolve.push_str("test.wit", wit).unwrap();
+    let world = resolve.select_world(&[pkg], None).unwrap();
+    describe_world(&resolve, world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCALAR_WIT: &str = r#"
+        package example:calc@1.3.0;
+        interface calculator {
+            add: func(a: s64, b: s64) -> s64;
+            select-destinations: func(max-count: u32, dry-run: bool) -> f64;
+            ping: func();
+        }
+        world w { export calculator; }
+    "#;
+
+    #[test]
+    fn describes_a_real_component() {
+        let d = describe_component(&test_component(SCALAR_WIT)).unwrap();
+        assert_eq!(d.interfaces.len(), 1);
+        let i = &d.interfaces[0];
+        assert_eq!(i.name, "calculator");
+        assert_eq!(i.package.as_deref(), Some("example:calc"));
+        assert_eq!(i.package_version.as_deref(), Some("1.3.0"));
+        assert_eq!(i.oslo_version, "1.3");
+        let sigs: Vec<String> = i.methods.iter().map(MethodDescription::signature).collect();
+        assert_eq!(
+            sigs,
+            [
+                "add(a: s64, b: s64) -> s64",
+                "select_destinations(max_count: u32, dry_run: bool) -> f64",
+                "ping()",
+            ]
+        );
+    }
+
+    const WIT: &str = r#"
+        package example:calc@1.3.0;
+        interface calculator {
+            record point { x: f64, y: f64 }
+            add: func(a: s64, b: s64) -> s64;
+            select-destinations: func(spec-obj: list<string>, max-count: option<u32>) -> result<string, string>;
+            centroid: func(points: list<point>) -> option<point>;
+            ping: func();
+        }
+        world w { export calculator; }
+    "#;
+
+    #[test]
+    fn describes_exported_interfaces() {
+        let d = describe_wit(WIT);
+        assert_eq!(d.interfaces.len(), 1);
+        let i = &d.interfaces[0];
+        assert_eq!(i.name, "calculator");
+        assert_eq!(i.package.as_deref(), Some("example:calc"));
+        assert_eq!(i.package_version.as_deref(), Some("1.3.0"));
+        assert_eq!(i.oslo_version, "1.3");
+        let sigs: Vec<String> = i.methods.iter().map(MethodDescription::signature).collect();
+        assert_eq!(
+            sigs,
+            [
+                "add(a: s64, b: s64) -> s64",
+                "select_destinations(spec_obj: list<string>, max_count: option<u32>) -> result<string, string>",
+                "centroid(points: list<point>) -> option<point>",
+                "ping()",
+            ]
+        );
+    }
+
+    #[test]
+    fn unversioned_package_is_oslo_1_0() {
+        let wit =
+            "package example:plain;\ninterface api { hi: func() -> u32; }\nworld w { export api; }";
+        let d = describe_component(&test_component(wit)).unwrap();
+        assert_eq!(d.interfaces[0].methods[0].signature(), "hi() -> u32");
+        assert_eq!(d.interfaces[0].oslo_version, "1.0");
+        assert_eq!(d.interfaces[0].package_version, None);
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(oslo_version(Some(&semver::Version::new(1, 3, 2))), "1.3.2");
+        assert_eq!(oslo_version(Some(&semver::Version::new(2, 0, 0))), "2.0");
+    }
+
+    #[test]
+    fn not_components() {
+        assert!(describe_component(b"").is_err());
+        assert!(describe_component(b"hello world, no wasm").is_err());
+        // A core module header.
+        let err = describe_component(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+        // A component header with garbage after it.
+        assert!(describe_component(b"\0asm\x0d\0\x01\0garbage").is_err());
     }
 }

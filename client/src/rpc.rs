@@ -438,7 +438,15 @@ impl RpcClient {
                 .await?;
             let exchange = fanout_exchange_name(&self.target.topic);
             tracing::debug!(%exchange, %method, "fanout cast");
-            publish(&inner.channel, &exchange, "", &request.encode(), None, false).await?;
+            publish(
+                &inner.channel,
+                &exchange,
+                "",
+                &request.encode(),
+                None,
+                false,
+            )
+            .await?;
         } else {
             let exchange = self.exchange();
             let routing_key = self.target.routing_key();

@@ -2,7 +2,9 @@
 //! sections 2 to 4), shared by the client and the host. Flags must match oslo's exactly:
 //! RabbitMQ closes the channel (406) when a Python peer declared the same name differently.
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 
@@ -121,7 +123,10 @@ pub async fn declare_fanout_exchange_with(
 fn topic_queue_arguments(options: &TransportOptions) -> FieldTable {
     let mut args = FieldTable::default();
     if options.rabbit_quorum_queue {
-        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
     }
     args
 }
@@ -130,7 +135,10 @@ fn topic_queue_arguments(options: &TransportOptions) -> FieldTable {
 pub(crate) fn transient_queue_arguments(options: &TransportOptions) -> FieldTable {
     let mut args = FieldTable::default();
     if options.rabbit_transient_quorum_queue {
-        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
     }
     if options.rabbit_transient_queues_ttl > 0 {
         // oslo sends a signed 32-bit int; another integer type is a 406 against existing queues.
@@ -304,7 +312,11 @@ pub async fn publish(
 /// fjord_client::publish_reply(ch, "reply_0123", &reply).await?;
 /// # Ok(()) }
 /// ```
-pub async fn publish_reply(channel: &Channel, reply_q: &str, reply: &Reply) -> Result<(), PublishError> {
+pub async fn publish_reply(
+    channel: &Channel,
+    reply_q: &str,
+    reply: &Reply,
+) -> Result<(), PublishError> {
     publish(channel, "", reply_q, &reply.encode(), None, true).await
 }
 
@@ -315,14 +327,23 @@ mod tests {
     #[test]
     fn properties_match_oslo() {
         let p = message_properties(None);
-        assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
-        assert_eq!(p.content_encoding().as_ref().map(|s| s.as_str()), Some("utf-8"));
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(
+            p.content_encoding().as_ref().map(|s| s.as_str()),
+            Some("utf-8")
+        );
         assert_eq!(p.headers(), &Some(FieldTable::default()));
         assert_eq!(p.delivery_mode(), &Some(2));
         assert_eq!(p.priority(), &Some(0));
         assert_eq!(p.expiration(), &None);
         assert_eq!(
-            message_properties(Some(60000)).expiration().as_ref().map(|s| s.as_str()),
+            message_properties(Some(60000))
+                .expiration()
+                .as_ref()
+                .map(|s| s.as_str()),
             Some("60000")
         );
     }
@@ -334,13 +355,17 @@ mod tests {
             args.inner().get(&ShortString::from("x-expires")),
             Some(&AMQPValue::LongInt(1_800_000))
         );
-        assert!(topic_queue_arguments(&TransportOptions::default()).inner().is_empty());
+        assert!(topic_queue_arguments(&TransportOptions::default())
+            .inner()
+            .is_empty());
         let quorum = TransportOptions {
             rabbit_quorum_queue: true,
             ..TransportOptions::default()
         };
         assert_eq!(
-            topic_queue_arguments(&quorum).inner().get(&ShortString::from("x-queue-type")),
+            topic_queue_arguments(&quorum)
+                .inner()
+                .get(&ShortString::from("x-queue-type")),
             Some(&AMQPValue::LongString(LongString::from("quorum")))
         );
     }

@@ -41,7 +41,9 @@ pub enum UrlError {
     #[error("invalid transport URL: unknown option `{0}`")]
     UnknownOption(String),
     /// A query value of the wrong type for its option.
-    #[error("invalid transport URL: option `{key}` has invalid value `{value}` (expected {expected})")]
+    #[error(
+        "invalid transport URL: option `{key}` has invalid value `{value}` (expected {expected})"
+    )]
     BadOptionValue {
         /// The option name.
         key: String,
@@ -315,10 +317,12 @@ impl TransportUrl {
             let v = decode(&v.replace('+', " "), "an option value")?;
             // parse_qs drops blank values, so `?ssl=` changes nothing; unknown keys still fail.
             if v.is_empty() {
-                TransportOptions::default().set(&k, "0").or_else(|e| match e {
-                    UrlError::UnknownOption(_) => Err(e),
-                    _ => Ok(()),
-                })?;
+                TransportOptions::default()
+                    .set(&k, "0")
+                    .or_else(|e| match e {
+                        UrlError::UnknownOption(_) => Err(e),
+                        _ => Ok(()),
+                    })?;
                 continue;
             }
             options.set(&k, &v)?;
@@ -550,7 +554,10 @@ mod tests {
         assert_eq!(u.hosts[0].port, 5673);
         assert_eq!(u.hosts[1].host, "fe80::1");
         assert_eq!(u.hosts[1].port, 5672);
-        assert_eq!(u.masked(), "rabbit://u:****@[::1]:5673,guest:****@[fe80::1]:5672/");
+        assert_eq!(
+            u.masked(),
+            "rabbit://u:****@[::1]:5673,guest:****@[fe80::1]:5672/"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!
 //! ```ignore
 //! // endpoints/calculator/src/lib.rs
-//! wit_bindgen::generate!({ world: "calculator", path: "../../wit/calculator" });
+//! wit_bindgen::generate!({ world: "calculator-endpoint", path: "../../wit/calculator" });
 //! use exports::fjord::calculator::calculator::Guest;
 //!
 //! struct Calculator;
@@ -307,8 +307,14 @@ mod json {
         #[test]
         fn strings() {
             assert_eq!(parse_string(r#""alice""#).as_deref(), Some("alice"));
-            assert_eq!(parse_string(r#" "a\"b\\c\n" "#).as_deref(), Some("a\"b\\c\n"));
-            assert_eq!(parse_string(r#""\u00e9\ud83d\ude00""#).as_deref(), Some("é😀"));
+            assert_eq!(
+                parse_string(r#" "a\"b\\c\n" "#).as_deref(),
+                Some("a\"b\\c\n")
+            );
+            assert_eq!(
+                parse_string(r#""\u00e9\ud83d\ude00""#).as_deref(),
+                Some("é😀")
+            );
             assert_eq!(parse_string("3"), None);
             assert_eq!(parse_string("null"), None);
             assert_eq!(parse_string(r#""a","b""#), None);

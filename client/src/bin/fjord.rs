@@ -15,13 +15,19 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use fjord_client::inspect::{describe_component, ComponentDescription};
-use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl, DEFAULT_CONTROL_EXCHANGE};
+use fjord_client::{
+    RpcClient, RpcError, Target, Transport, TransportUrl, DEFAULT_CONTROL_EXCHANGE,
+};
 use serde_json::{Map, Value};
 
 const DEFAULT_URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
 
 #[derive(Parser)]
-#[command(name = "fjord", version, about = "oslo.messaging-compatible RPC client")]
+#[command(
+    name = "fjord",
+    version,
+    about = "oslo.messaging-compatible RPC client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +57,7 @@ enum Command {
 
 #[derive(Args)]
 struct RpcArgs {
-    /// Transport URL [default: $FJORD_TRANSPORT_URL, else rabbit://guest:guest@127.0.0.1:5672/].
+    /// Transport URL (default: $FJORD_TRANSPORT_URL, else the guest account on 127.0.0.1:5672).
     #[arg(long)]
     url: Option<String>,
     /// fjord-host config file to read `transport_url` and `control_exchange` from.
@@ -160,13 +166,21 @@ async fn prepare(
     let timeout = Duration::try_from_secs_f64(rpc.timeout)
         .ok()
         .filter(|d| !d.is_zero())
-        .with_context(|| format!("--timeout must be a positive number of seconds, not {}", rpc.timeout))?;
+        .with_context(|| {
+            format!(
+                "--timeout must be a positive number of seconds, not {}",
+                rpc.timeout
+            )
+        })?;
 
     let config = match &rpc.config {
         Some(path) => Some(read_config(path)?),
         None => None,
     };
-    let url_text = match (&rpc.url, config.as_ref().and_then(|c| c.transport_url.clone())) {
+    let url_text = match (
+        &rpc.url,
+        config.as_ref().and_then(|c| c.transport_url.clone()),
+    ) {
         (Some(url), _) => url.clone(),
         (None, Some(url)) => url,
         (None, None) => std::env::var("FJORD_TRANSPORT_URL").unwrap_or_else(|_| DEFAULT_URL.into()),
@@ -182,7 +196,10 @@ async fn prepare(
     target.exchange = rpc.exchange.clone();
     target.namespace = rpc.namespace.clone();
     target.version = rpc.version.clone();
-    let client = RpcClient::new(transport, target).prepare().timeout(timeout).build();
+    let client = RpcClient::new(transport, target)
+        .prepare()
+        .timeout(timeout)
+        .build();
     Ok((client, ctx, args))
 }
 
@@ -209,8 +226,7 @@ fn parse_args(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let description: ComponentDescription =
         describe_component(&bytes).with_context(|| format!("{}", file.display()))?;
     if json {
@@ -226,7 +242,10 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
             (Some(p), None) => p.clone(),
             (None, _) => "(no package)".into(),
         };
-        println!("{} (package {package}, oslo version {})", iface.name, iface.oslo_version);
+        println!(
+            "{} (package {package}, oslo version {})",
+            iface.name, iface.oslo_version
+        );
         for m in &iface.methods {
             println!("  {}", m.signature());
         }

@@ -72,8 +72,13 @@ impl Guest for Calculator {
             return None;
         }
         let n = points.len() as f64;
-        let (sx, sy) = points.iter().fold((0.0, 0.0), |(sx, sy), p| (sx + p.x, sy + p.y));
-        Some(Point { x: sx / n, y: sy / n })
+        let (sx, sy) = points
+            .iter()
+            .fold((0.0, 0.0), |(sx, sy), p| (sx + p.x, sy + p.y));
+        Some(Point {
+            x: sx / n,
+            y: sy / n,
+        })
     }
 
     /// `user@project` from the request context (`anonymous` for a missing part); logs the request id.

@@ -9,7 +9,10 @@ struct Greeter;
 
 impl Guest for Greeter {
     fn greet(name: String) -> String {
-        fjord_guest::info!("greet called by {}", context::user().unwrap_or_else(|| "anonymous".into()));
+        fjord_guest::info!(
+            "greet called by {}",
+            context::user().unwrap_or_else(|| "anonymous".into())
+        );
         format!("Hello, {name}!")
     }
 

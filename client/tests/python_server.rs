@@ -1,0 +1,548 @@
+//! fjord → Python: the real oslo.messaging 18.3.1 server (`interop/oslo_server.py`) answers
+//! fjord's `RpcClient` and the `fjord` binary over a real RabbitMQ at 127.0.0.1:5672.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl};
+use serde_json::{json, Map, Value};
+
+const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+const SERVER: &str = "pyserver1";
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn python() -> PathBuf {
+    let p = workspace_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: create the venv with oslo.messaging 18.3.1 \
+         (python3 -m venv .venv && .venv/bin/pip install oslo.messaging==18.3.1)",
+        p.display()
+    );
+    p
+}
+
+/// A running Python oslo.messaging server; killed on drop, even when the test fails.
+struct PyServer {
+    child: Child,
+    lines: Receiver<String>,
+    topic: String,
+}
+
+impl PyServer {
+    fn start(name: &str) -> PyServer {
+        let topic = format!("fjord_it_{name}_{}", uuid::Uuid::new_v4().simple());
+        let mut child = Command::new(python())
+            .arg(workspace_root().join("interop/oslo_server.py"))
+            .arg(URL)
+            .arg(&topic)
+            .arg(SERVER)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the Python oslo server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let server = PyServer {
+            child,
+            lines,
+            topic,
+        };
+        let ready = server.next_line(Duration::from_secs(60));
+        assert_eq!(
+            ready.as_deref(),
+            Some("ready"),
+            "Python server did not start"
+        );
+        server
+    }
+
+    fn next_line(&self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => Some(l),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// The next `record` line the server printed, parsed.
+    fn next_record(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(line) = self.next_line(Duration::from_secs(1)) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v.is_object() {
+                        return v;
+                    }
+                }
+            }
+        }
+        panic!("the Python server printed no record");
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn client(topic: &str) -> RpcClient {
+    let url = TransportUrl::parse(URL).unwrap();
+    let transport = Transport::connect(&url).await.unwrap();
+    RpcClient::new(transport, Target::new(topic))
+        .prepare()
+        .timeout(Duration::from_secs(20))
+        .build()
+}
+
+fn no_ctx() -> Map<String, Value> {
+    Map::new()
+}
+
+fn fjord(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .args(args)
+        .env_remove("FJORD_TRANSPORT_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+fn remote(err: RpcError) -> fjord_client::RemoteError {
+    match err {
+        RpcError::Remote(r) => r,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rpc_client_calls_python_server() {
+    let server = PyServer::start("calls");
+    let client = client(&server.topic).await;
+
+    let sum: i64 = client
+        .call(&no_ctx(), "add", json!({"a": 2, "b": 3}))
+        .await
+        .unwrap();
+    assert_eq!(sum, 5);
+
+    let v10 = client.prepare().version("1.0").build();
+    let sum: i64 = v10
+        .call(&no_ctx(), "add", json!({"a": 2, "b": 3}))
+        .await
+        .unwrap();
+    assert_eq!(sum, 5);
+
+    let mut args = Map::new();
+    args.insert("a".into(), json!(20));
+    args.insert("b".into(), json!(22));
+    let directed = client.prepare().server(SERVER).build();
+    let sum: i64 = directed.call(&no_ctx(), "add", args).await.unwrap();
+    assert_eq!(sum, 42);
+
+    let calc = client.prepare().namespace("calc").version("1.1").build();
+    let product: i64 = calc
+        .call(&no_ctx(), "multiply", json!({"a": 3, "b": 4}))
+        .await
+        .unwrap();
+    assert_eq!(product, 12);
+    let calc10 = client.prepare().namespace("calc").version("1.0").build();
+    let product: i64 = calc10
+        .call(&no_ctx(), "multiply", json!({"a": 3, "b": 5}))
+        .await
+        .unwrap();
+    assert_eq!(product, 15);
+
+    let mut ctx = Map::new();
+    ctx.insert("user".into(), json!("alice"));
+    ctx.insert("request_id".into(), json!("req-123"));
+    ctx.insert("roles".into(), json!(["admin"]));
+    let seen: Map<String, Value> = client.call(&ctx, "echo_context", json!({})).await.unwrap();
+    assert_eq!(seen["user"], "alice");
+    assert_eq!(seen["request_id"], "req-123");
+    assert_eq!(seen["roles"], json!(["admin"]));
+
+    // Concurrent calls share the one reply queue and each gets its own answer.
+    let mut results = Vec::new();
+    for i in 0..10i64 {
+        let c = client.clone();
+        results.push(tokio::spawn(async move {
+            c.call::<i64>(&Map::new(), "add", json!({"a": i, "b": 100}))
+                .await
+        }));
+    }
+    for (i, handle) in results.into_iter().enumerate() {
+        assert_eq!(handle.await.unwrap().unwrap(), i as i64 + 100);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_failures_arrive_as_remote_errors() {
+    let server = PyServer::start("failures");
+    let client = client(&server.topic).await;
+
+    let e = remote(
+        client
+            .call::<Value>(&no_ctx(), "nope", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.class, "NoSuchMethod");
+    assert_eq!(e.module, "oslo_messaging.rpc.dispatcher");
+    assert_eq!(e.message, "Endpoint does not support RPC method nope");
+
+    let e = remote(
+        client
+            .call::<Value>(&no_ctx(), "_secret", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.class, "NoSuchMethod");
+
+    let e = remote(
+        client
+            .prepare()
+            .version("2.0")
+            .build()
+            .call::<Value>(&no_ctx(), "add", json!({"a": 1, "b": 1}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.class, "UnsupportedVersion");
+    assert_eq!(
+        e.message,
+        "Endpoint does not support RPC version 2.0. Attempted method: add"
+    );
+
+    let e = remote(
+        client
+            .prepare()
+            .namespace("zzz")
+            .build()
+            .call::<Value>(&no_ctx(), "add", json!({"a": 1, "b": 1}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.class, "UnsupportedVersion");
+
+    let e = remote(
+        client
+            .call::<Value>(&no_ctx(), "add", json!({"a": 2}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str()),
+        ("TypeError", "builtins")
+    );
+    assert!(e.message.contains("'b'"), "{}", e.message);
+
+    let e = remote(
+        client
+            .call::<Value>(&no_ctx(), "fail", json!({"message": "no good"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str()),
+        ("ValueError", "builtins")
+    );
+    assert_eq!(e.to_string(), "ValueError: no good");
+
+    // A result of the wrong type is a decode error, not a panic.
+    let err = client
+        .call::<String>(&no_ctx(), "add", json!({"a": 1, "b": 1}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::BadResult(_)), "{err:?}");
+
+    // call with fanout is refused before anything is sent.
+    let err = client
+        .prepare()
+        .fanout(true)
+        .build()
+        .call::<Value>(&no_ctx(), "add", json!({}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::InvalidTarget(_)), "{err:?}");
+
+    let err = client
+        .call::<Value>(&no_ctx(), "add", json!([1, 2]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::InvalidArguments(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_without_server_times_out() {
+    let topic = format!("fjord_it_nobody_{}", uuid::Uuid::new_v4().simple());
+    let client = client(&topic)
+        .await
+        .prepare()
+        .timeout(Duration::from_millis(1500))
+        .build();
+    let started = Instant::now();
+    let err = client
+        .call::<Value>(&no_ctx(), "add", json!({"a": 1, "b": 2}))
+        .await
+        .unwrap_err();
+    let RpcError::Timeout(t) = err else {
+        panic!("expected a timeout, got {err:?}")
+    };
+    assert_eq!(
+        t.to_string(),
+        format!("Timed out waiting for a reply to message ID {}", t.msg_id)
+    );
+    assert_eq!(t.msg_id.len(), 32);
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn casts_and_fanout_casts_reach_python_server() {
+    let server = PyServer::start("casts");
+    let client = client(&server.topic).await;
+    let mut ctx = Map::new();
+    ctx.insert("user".into(), json!("bob"));
+
+    client
+        .cast(&ctx, "record", json!({"kind": "cast", "n": 1}))
+        .await
+        .unwrap();
+    let r = server.next_record();
+    assert_eq!(r["method"], "record");
+    assert_eq!(r["args"], json!({"kind": "cast", "n": 1}));
+    assert_eq!(r["ctxt"]["user"], "bob");
+
+    client
+        .prepare()
+        .server(SERVER)
+        .build()
+        .cast(&no_ctx(), "record", json!({"kind": "directed"}))
+        .await
+        .unwrap();
+    assert_eq!(server.next_record()["args"]["kind"], "directed");
+
+    client
+        .prepare()
+        .fanout(true)
+        .build()
+        .cast(&no_ctx(), "stop", json!({"kind": "fanout"}))
+        .await
+        .unwrap();
+    let r = server.next_record();
+    assert_eq!(r["method"], "stop");
+    assert_eq!(r["args"]["kind"], "fanout");
+}
+
+#[test]
+fn cli_against_python_server() {
+    let server = PyServer::start("cli");
+    let t = server.topic.as_str();
+
+    let out = fjord(&["call", "--url", URL, "--topic", t, "add", "a=2", "b=3"]);
+    assert_eq!(stdout(&out), "5", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = fjord(&[
+        "call",
+        "--url",
+        URL,
+        "--topic",
+        t,
+        "--version",
+        "1.0",
+        "add",
+        "a=2",
+        "b=3",
+    ]);
+    assert_eq!(stdout(&out), "5", "stderr: {}", stderr(&out));
+
+    // Default URL, server-directed; `name=bob` is a string, `a=2` a number.
+    let out = fjord(&[
+        "call", "--topic", t, "--server", SERVER, "add", "a=\"x\"", "b=y",
+    ]);
+    assert_eq!(stdout(&out), "\"xy\"", "stderr: {}", stderr(&out));
+
+    let out = fjord(&[
+        "call",
+        "--topic",
+        t,
+        "--namespace",
+        "calc",
+        "--version",
+        "1.1",
+        "multiply",
+        "a=6",
+        "b=7",
+    ]);
+    assert_eq!(stdout(&out), "42", "stderr: {}", stderr(&out));
+
+    let out = fjord(&[
+        "call",
+        "--topic",
+        t,
+        "--context",
+        r#"{"user": "carol", "request_id": "req-9"}"#,
+        "echo_context",
+    ]);
+    let ctx: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(ctx["user"], "carol");
+    assert_eq!(ctx["request_id"], "req-9");
+
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["nope"],
+            "NoSuchMethod: Endpoint does not support RPC method nope",
+        ),
+        (
+            &["_secret"],
+            "NoSuchMethod: Endpoint does not support RPC method _secret",
+        ),
+        (
+            &["--version", "2.0", "add", "a=1", "b=2"],
+            "UnsupportedVersion: Endpoint does not support RPC version 2.0. Attempted method: add",
+        ),
+        (&["add", "a=1"], "TypeError: "),
+        (&["fail", "message=oops"], "ValueError: oops"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["call", "--topic", t];
+        args.extend_from_slice(extra);
+        let out = fjord(&args);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(expected),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "");
+    }
+
+    // Casts: plain with context, and fanout.
+    let out = fjord(&[
+        "cast",
+        "--topic",
+        t,
+        "--context",
+        r#"{"user": "dave"}"#,
+        "record",
+        "n=1",
+        "who=dave",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = server.next_record();
+    assert_eq!(r["args"], json!({"n": 1, "who": "dave"}));
+    assert_eq!(r["ctxt"]["user"], "dave");
+
+    let out = fjord(&["cast", "--topic", t, "--fanout", "stop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.next_record()["method"], "stop");
+
+    // --config reads transport_url and control_exchange, ignoring the host's other keys.
+    let dir = std::env::temp_dir().join(format!("fjord-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("my.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "transport_url = \"{URL}\"\ncontrol_exchange = \"openstack\"\n\n[[server]]\ntopic = \"{t}\"\nserver = \"s\"\nendpoints = [\"x.wasm\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = fjord(&[
+        "call",
+        "--config",
+        config.to_str().unwrap(),
+        "--topic",
+        t,
+        "add",
+        "a=1",
+        "b=1",
+    ]);
+    assert_eq!(stdout(&out), "2", "stderr: {}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_timeout_exits_2() {
+    let topic = format!("fjord_it_nobody_{}", uuid::Uuid::new_v4().simple());
+    let out = fjord(&[
+        "call",
+        "--url",
+        URL,
+        "--topic",
+        &topic,
+        "--timeout",
+        "1",
+        "add",
+        "a=1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("Timed out waiting for a reply to message ID "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn cli_bad_arguments_exit_3() {
+    let out = fjord(&["call", "--topic", "t", "add", "novalue"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("novalue"), "{}", stderr(&out));
+    let out = fjord(&["call", "--url", "kafka://h/", "--topic", "t", "add"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("kafka"), "{}", stderr(&out));
+    let out = fjord(&["call", "--topic", "t", "--context", "[1]", "add"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_broker_names_masked_address() {
+    let secret = "pw-secret-42";
+    let url_text = format!("rabbit://guest:{secret}@127.0.0.1:5999/");
+
+    let out = fjord(&["call", "--url", &url_text, "--topic", "t", "add", "a=1"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "cannot connect to RabbitMQ at rabbit://guest:****@127.0.0.1:5999/: Connection refused"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+    assert!(!stdout(&out).contains(secret));
+
+    let url = TransportUrl::parse(&url_text).unwrap();
+    let err = Transport::connect(&url).await.unwrap_err().to_string();
+    assert!(err.contains("rabbit://guest:****@127.0.0.1:5999/"), "{err}");
+    assert!(!err.contains(secret), "{err}");
+}
