@@ -1,5 +1,7 @@
 //! What an endpoint component offers to oslo callers, read from its WIT (no wasmtime needed).
 
+use crate::names::to_snake;
+use crate::version::served_version;
 use serde::Serialize;
 use wit_parser::{Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, WorldItem};
 
@@ -85,30 +87,6 @@ pub struct ComponentDescription {
     pub interfaces: Vec<InterfaceDescription>,
 }
 
-/// kebab-case to snake_case, as oslo names methods and arguments.
-///
-/// ```
-/// assert_eq!(fjord_client::inspect::snake_case("select-destinations"), "select_destinations");
-/// ```
-pub fn snake_case(name: &str) -> String {
-    name.replace('-', "_")
-}
-
-/// oslo version served by a package version: `1.3.0` → `1.3`, `1.3.2` → `1.3.2`, none → `1.0`.
-///
-/// ```
-/// use fjord_client::inspect::oslo_version;
-/// assert_eq!(oslo_version(Some(&semver::Version::new(1, 3, 0))), "1.3");
-/// assert_eq!(oslo_version(None), "1.0");
-/// ```
-pub fn oslo_version(version: Option<&semver::Version>) -> String {
-    match version {
-        None => "1.0".to_string(),
-        Some(v) if v.patch == 0 => format!("{}.{}", v.major, v.minor),
-        Some(v) => format!("{}.{}.{}", v.major, v.minor, v.patch),
-    }
-}
-
 /// Decodes a component's WIT and lists its exported interfaces and their functions.
 ///
 /// ```
@@ -162,7 +140,7 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
             name: iface.name.clone().unwrap_or_else(|| "(anonymous)".into()),
             package: package.map(|p| format!("{}:{}", p.namespace, p.name)),
             package_version: package.and_then(|p| p.version.as_ref().map(|v| v.to_string())),
-            oslo_version: oslo_version(package.and_then(|p| p.version.as_ref())),
+            oslo_version: served_version(package.and_then(|p| p.version.as_ref())),
             methods,
         });
     }
@@ -171,11 +149,11 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
 
 fn describe_function(resolve: &Resolve, f: &Function) -> MethodDescription {
     MethodDescription {
-        name: snake_case(&f.name),
+        name: to_snake(&f.name),
         params: f
             .params
             .iter()
-            .map(|p| (snake_case(&p.name), type_name(resolve, &p.ty)))
+            .map(|p| (to_snake(&p.name), type_name(resolve, &p.ty)))
             .collect(),
         result: f.result.as_ref().map(|t| type_name(resolve, t)),
     }
@@ -334,8 +312,11 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(oslo_version(Some(&semver::Version::new(1, 3, 2))), "1.3.2");
-        assert_eq!(oslo_version(Some(&semver::Version::new(2, 0, 0))), "2.0");
+        assert_eq!(
+            served_version(Some(&semver::Version::new(1, 3, 2))),
+            "1.3.2"
+        );
+        assert_eq!(served_version(Some(&semver::Version::new(2, 0, 0))), "2.0");
     }
 
     #[test]

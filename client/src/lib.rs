@@ -23,10 +23,17 @@
 //! # Ok(()) }
 //! ```
 
+// Nothing from the network, a file or a guest may panic the process (as in wasmCloud's host).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod connection;
 pub mod envelope;
 pub mod failure;
 pub mod inspect;
+pub mod names;
 pub mod rpc;
 pub mod target;
 pub mod topology;

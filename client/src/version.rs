@@ -94,6 +94,23 @@ impl fmt::Display for Version {
     }
 }
 
+/// The oslo version an endpoint serves, from its WIT package version: `1.3.0` serves `1.3`,
+/// `1.3.2` serves `1.3.2` (the patch is oslo's revision), no version serves `1.0`.
+///
+/// ```
+/// use fjord_client::version::served_version;
+/// assert_eq!(served_version(Some(&semver::Version::new(1, 3, 0))), "1.3");
+/// assert_eq!(served_version(Some(&semver::Version::new(1, 3, 2))), "1.3.2");
+/// assert_eq!(served_version(None), "1.0");
+/// ```
+pub fn served_version(package_version: Option<&semver::Version>) -> String {
+    match package_version {
+        None => "1.0".to_string(),
+        Some(v) if v.patch == 0 => format!("{}.{}", v.major, v.minor),
+        Some(v) => format!("{}.{}.{}", v.major, v.minor, v.patch),
+    }
+}
+
 /// oslo's `version_is_compatible(imp_version, version)`: can an endpoint at
 /// `endpoint_version` serve a request for `requested`?
 ///

@@ -126,7 +126,7 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> anyhow::Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // toml's message spans several lines with the source; one line is enough here.
-            anyhow::anyhow!("{}", e.to_string().replace('\n', " ").trim().to_string())
+            anyhow::anyhow!("{}", e.to_string().replace('\n', " ").trim())
         })?;
         let transport_url = TransportUrl::parse(&raw.transport_url)
             .map_err(|e| anyhow::anyhow!("transport_url: {e}"))?;

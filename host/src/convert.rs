@@ -5,7 +5,7 @@
 //! strings, results are `{"ok": ..}` / `{"err": ..}`. Anything else is refused with a [`ConvertError`]
 //! whose path names the parameter, so the caller gets a `TypeError` that says what is wrong.
 
-use crate::names::{to_kebab, to_snake};
+use fjord_client::names::{to_kebab, to_snake};
 use serde_json::{Map, Number, Value};
 use std::fmt;
 use wasmtime::component::{Type, Val};
@@ -176,7 +176,7 @@ fn int<T: TryFrom<i64> + TryFrom<u64>>(
     } else {
         // A float: accepted only when it is a whole number (Python sends 2.0 for some ints).
         match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f >= -9.2e18 && f <= 1.8e19 => {
+            Some(f) if f.fract() == 0.0 && (-9.2e18..=1.8e19).contains(&f) => {
                 if f < 0.0 {
                     T::try_from(f as i64).ok()
                 } else {

@@ -4,10 +4,10 @@
 use crate::convert::{to_json, to_val};
 use crate::endpoint::{Endpoint, Method};
 use crate::guest_api::CallInfo;
-use crate::names::to_camel;
 use crate::sandbox::{GuestFailure, Sandbox};
 use fjord_client::envelope::Request;
 use fjord_client::failure::Failure;
+use fjord_client::names::to_camel;
 use fjord_client::version::is_compatible;
 use serde_json::{Map, Value};
 use std::sync::Arc;

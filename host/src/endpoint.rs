@@ -2,8 +2,9 @@
 //! version is its WIT package version and whose methods are its functions, named in snake_case.
 
 use crate::convert::unsupported;
-use crate::names::to_snake;
 use crate::sandbox::{GuestState, Limits, Sandbox};
+use fjord_client::names::to_snake;
+use fjord_client::version::served_version;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wasmtime::component::types::ComponentItem;
@@ -39,18 +40,13 @@ pub struct Endpoint {
     pub pre: InstancePre<GuestState>,
 }
 
-/// Turns a WIT package version into the oslo version it serves.
+/// The oslo version an exported interface serves, from the package version in its export name
+/// (`fjord:calculator/calculator@1.0.0` serves `1.0`).
 pub fn oslo_version(export_name: &str) -> String {
-    let Some((_, version)) = export_name.rsplit_once('@') else {
-        return "1.0".into();
-    };
-    let core = version.split(['-', '+']).next().unwrap_or(version);
-    let parts: Vec<&str> = core.split('.').collect();
-    match parts.as_slice() {
-        [major, minor, "0"] | [major, minor] => format!("{major}.{minor}"),
-        [major, minor, patch] => format!("{major}.{minor}.{patch}"),
-        _ => "1.0".into(),
-    }
+    let package_version = export_name
+        .rsplit_once('@')
+        .and_then(|(_, v)| semver::Version::parse(v).ok());
+    served_version(package_version.as_ref())
 }
 
 /// Loads a component file and returns one endpoint per exported interface. Functions exported at

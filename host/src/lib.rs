@@ -5,11 +5,16 @@
 //! deadline and a memory cap) and back as an oslo reply. The wire format itself lives in
 //! `fjord-client`, shared with the client.
 
+// Nothing from the network, a file or a guest may panic the process (as in wasmCloud's host).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod config;
 pub mod convert;
 pub mod dispatch;
 pub mod endpoint;
 pub mod guest_api;
-pub mod names;
 pub mod sandbox;
 pub mod server;

@@ -1,5 +1,11 @@
 //! `fjord-host --config my.toml`: serve the configured RPC targets until SIGINT or SIGTERM.
 
+// Nothing from the network, a file or a guest may panic the process (as in wasmCloud's host).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use anyhow::Context as _;
 use clap::Parser;
 use fjord_host::config::Config;

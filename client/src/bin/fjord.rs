@@ -8,6 +8,12 @@
 //!
 //! Exit codes: 0 success, 1 remote failure, 2 timeout, 3 any other error.
 
+// Nothing from the network, a file or a guest may panic the process (as in wasmCloud's host).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,16 +1,29 @@
-//! WIT names are kebab-case, oslo names are snake_case; callers never see the kebab form.
+//! WIT names are kebab-case, oslo names are snake_case: methods, parameters, record fields and
+//! cases are converted everywhere, so oslo callers never see the kebab form.
 
 /// `select-destinations` → `select_destinations`.
+///
+/// ```
+/// assert_eq!(fjord_client::names::to_snake("select-destinations"), "select_destinations");
+/// ```
 pub fn to_snake(kebab: &str) -> String {
     kebab.replace('-', "_")
 }
 
 /// `select_destinations` → `select-destinations`.
+///
+/// ```
+/// assert_eq!(fjord_client::names::to_kebab("dark_green"), "dark-green");
+/// ```
 pub fn to_kebab(snake: &str) -> String {
     snake.replace('_', "-")
 }
 
 /// `not-found` → `NotFound`: how an error case becomes an exception class name.
+///
+/// ```
+/// assert_eq!(fjord_client::names::to_camel("permission-denied"), "PermissionDenied");
+/// ```
 pub fn to_camel(kebab: &str) -> String {
     kebab
         .split(['-', '_'])
