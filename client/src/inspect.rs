@@ -247,9 +247,8 @@ mod tests {
         world w { export calculator; }
     "#;
 
-    #[test]
-    fn describes_a_real_component() {
-        let d = describe_component(&test_component(SCALAR_WIT)).unwrap();
+    /// One interface `calculator` of `example:calc@1.3.0` with these method signatures.
+    fn assert_calculator(d: &ComponentDescription, signatures: &[&str]) {
         assert_eq!(d.interfaces.len(), 1);
         let i = &d.interfaces[0];
         assert_eq!(i.name, "calculator");
@@ -257,13 +256,19 @@ mod tests {
         assert_eq!(i.package_version.as_deref(), Some("1.3.0"));
         assert_eq!(i.oslo_version, "1.3");
         let sigs: Vec<String> = i.methods.iter().map(MethodDescription::signature).collect();
-        assert_eq!(
-            sigs,
-            [
+        assert_eq!(sigs, signatures);
+    }
+
+    #[test]
+    fn describes_a_real_component() {
+        let d = describe_component(&test_component(SCALAR_WIT)).unwrap();
+        assert_calculator(
+            &d,
+            &[
                 "add(a: s64, b: s64) -> s64",
                 "select_destinations(max_count: u32, dry_run: bool) -> f64",
                 "ping()",
-            ]
+            ],
         );
     }
 
@@ -281,22 +286,14 @@ mod tests {
 
     #[test]
     fn describes_exported_interfaces() {
-        let d = describe_wit(WIT);
-        assert_eq!(d.interfaces.len(), 1);
-        let i = &d.interfaces[0];
-        assert_eq!(i.name, "calculator");
-        assert_eq!(i.package.as_deref(), Some("example:calc"));
-        assert_eq!(i.package_version.as_deref(), Some("1.3.0"));
-        assert_eq!(i.oslo_version, "1.3");
-        let sigs: Vec<String> = i.methods.iter().map(MethodDescription::signature).collect();
-        assert_eq!(
-            sigs,
-            [
+        assert_calculator(
+            &describe_wit(WIT),
+            &[
                 "add(a: s64, b: s64) -> s64",
                 "select_destinations(spec_obj: list<string>, max_count: option<u32>) -> result<string, string>",
                 "centroid(points: list<point>) -> option<point>",
                 "ping()",
-            ]
+            ],
         );
     }
 

@@ -128,8 +128,22 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Asks the host to stop as an operator would (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(10))
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
+        // Orderly first, so the host deletes its fanout queues; then for sure.
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

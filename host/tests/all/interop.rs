@@ -197,3 +197,127 @@ fn casts_and_fanout_casts_from_python_reach_fjord() {
         "a plain cast was delivered twice"
     );
 }
+
+/// A real oslo.messaging RPC server (`interop/oslo_server.py`), killed when dropped.
+struct PythonServer(std::process::Child);
+
+impl PythonServer {
+    fn start(topic: &str, server: &str) -> PythonServer {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(python())
+            .arg(workspace().join("interop/oslo_server.py"))
+            .args([URL, topic, server])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run interop/oslo_server.py");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.trim() == "ready" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let server = PythonServer(child);
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the Python oslo server did not start");
+        server
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Queue properties as RabbitMQ reports them: (name, durable, auto_delete, exclusive, arguments).
+fn queues_of(topic: &str) -> Vec<(String, Value, Value, Value, Value)> {
+    let out = Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "--formatter", "json"])
+        .args(["name", "durable", "auto_delete", "exclusive", "arguments"])
+        .output()
+        .expect("rabbitmqctl is needed to compare queue declarations");
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    all.into_iter()
+        .filter(|q| q["name"].as_str().is_some_and(|n| n.starts_with(topic)))
+        .map(|q| {
+            (
+                q["name"].as_str().unwrap_or_default().to_string(),
+                q["durable"].clone(),
+                q["auto_delete"].clone(),
+                q["exclusive"].clone(),
+                q["arguments"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Python and fjord servers on one topic declare the same exchanges and queues with the same flags
+/// (a mismatch is a 406 that stops whoever declares second), share the calls, and fjord's
+/// fanout queue looks exactly like oslo's.
+#[tokio::test]
+async fn python_and_fjord_servers_share_a_topic() {
+    use fjord_client::{RpcClient, Target, Transport, TransportUrl};
+    let topic = unique("interop-shared");
+    let _py1 = PythonServer::start(&topic, "py1");
+    let fjord = Host::start(&config(&[(&topic, "fj1", &path_item(&wasm("calculator")))]));
+    let _py2 = PythonServer::start(&topic, "py2");
+
+    let transport = Transport::connect(&TransportUrl::parse(URL).unwrap())
+        .await
+        .unwrap();
+    let client = RpcClient::new(transport, Target::new(&topic));
+    for i in 0..20i64 {
+        let sum: i64 = client
+            .call(&Default::default(), "add", json!({"a": i, "b": 1}))
+            .await
+            .unwrap();
+        assert_eq!(sum, i + 1);
+    }
+    for server in ["py1", "fj1", "py2"] {
+        let sum: i64 = client
+            .prepare()
+            .server(server)
+            .build()
+            .call(&Default::default(), "add", json!({"a": 1, "b": 1}))
+            .await
+            .unwrap();
+        assert_eq!(sum, 2, "server {server}");
+    }
+    assert!(
+        !fjord.log().contains("PRECONDITION_FAILED"),
+        "{}",
+        fjord.log()
+    );
+
+    let queues = queues_of(&topic);
+    let flags = |name: &str| {
+        queues
+            .iter()
+            .find(|q| q.0 == name)
+            .map(|q| (q.1.clone(), q.2.clone(), q.3.clone(), q.4.clone()))
+            .unwrap_or_else(|| panic!("no queue {name} in {queues:?}"))
+    };
+    assert_eq!(
+        flags(&format!("{topic}.fj1")),
+        flags(&format!("{topic}.py1"))
+    );
+    let fanout: Vec<_> = queues
+        .iter()
+        .filter(|q| q.0.starts_with(&format!("{topic}_fanout_")))
+        .collect();
+    assert_eq!(fanout.len(), 3, "one fanout queue per server: {queues:?}");
+    for q in &fanout {
+        assert_eq!(
+            (&q.1, &q.2, &q.3, &q.4),
+            (&fanout[0].1, &fanout[0].2, &fanout[0].3, &fanout[0].4),
+            "fanout queues differ: {fanout:?}"
+        );
+    }
+    // A signed 32-bit int, as kombu sends it.
+    assert_eq!(fanout[0].4, json!([["x-expires", "signedint", 1800000]]));
+}

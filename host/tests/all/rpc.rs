@@ -23,6 +23,23 @@ fn context(pairs: Value) -> Map<String, Value> {
     pairs.as_object().unwrap().clone()
 }
 
+/// Publishes a body to a topic on the control exchange as an oslo client would, bypassing the
+/// client's encoder: for malformed and duplicated messages.
+async fn publish_raw(channel: &lapin::Channel, topic: &str, body: &[u8]) {
+    channel
+        .basic_publish(
+            "openstack".into(),
+            topic.into(),
+            lapin::options::BasicPublishOptions::default(),
+            body,
+            fjord_client::topology::message_properties(None),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
 /// The remote failure of a call that must fail.
 async fn remote(client: &RpcClient, method: &str, args: Value) -> RemoteError {
     match client
@@ -403,6 +420,33 @@ async fn casts_fanout_and_servers() {
     );
 }
 
+#[test]
+fn sigterm_stops_the_host_and_deletes_its_fanout_queue() {
+    let topic = unique("rpc-sigterm");
+    let mut host = Host::start(&config(&[(&topic, "s", &path_item(&wasm("calculator")))]));
+    let fanout_queue = host
+        .log()
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{topic}_fanout_")))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .expect("the host logs its fanout queue");
+    let status = host.stop().expect("the host did not stop on SIGTERM");
+    assert!(status.success(), "{}", host.log());
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "name"])
+        .output()
+        .unwrap();
+    let queues = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        queues.contains(&format!("{topic}.s")),
+        "the server queue stays"
+    );
+    assert!(
+        !queues.contains(&fanout_queue),
+        "{fanout_queue} was not deleted"
+    );
+}
+
 #[tokio::test]
 async fn several_servers_in_one_host() {
     let (a, b) = (unique("rpc-multi-a"), unique("rpc-multi-b"));
@@ -444,7 +488,6 @@ async fn several_servers_in_one_host() {
 
 #[tokio::test]
 async fn unreadable_messages_are_rejected_and_serving_goes_on() {
-    use lapin::options::BasicPublishOptions;
     let topic = unique("rpc-garbage");
     let host = standard_host(&topic, "");
     let url = TransportUrl::parse(URL).unwrap();
@@ -455,18 +498,7 @@ async fn unreadable_messages_are_rejected_and_serving_goes_on() {
         b"{\"oslo.version\": \"3.0\", \"oslo.message\": \"{}\"}",
         b"[1,2]",
     ] {
-        channel
-            .basic_publish(
-                "openstack".into(),
-                topic.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                fjord_client::topology::message_properties(None),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_raw(&channel, &topic, body).await;
     }
     assert!(
         host.wait_for("rejecting an unreadable message", Duration::from_secs(10)),
@@ -486,7 +518,7 @@ async fn unreadable_messages_are_rejected_and_serving_goes_on() {
 async fn duplicate_unique_ids_are_answered_once() {
     use fjord_client::envelope::{new_id, Reply, Request};
     use futures_lite::StreamExt;
-    use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+    use lapin::options::BasicConsumeOptions;
     use lapin::types::FieldTable;
 
     let topic = unique("rpc-duplicate");
@@ -523,18 +555,7 @@ async fn duplicate_unique_ids_are_answered_once() {
     second.msg_id = Some(new_id());
     second.unique_id = Some(new_id());
     for body in [&body, &body, &second.encode()] {
-        channel
-            .basic_publish(
-                "openstack".into(),
-                topic.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                fjord_client::topology::message_properties(None),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_raw(&channel, &topic, body).await;
     }
     let mut seen = Vec::new();
     while let Ok(Some(Ok(delivery))) =
