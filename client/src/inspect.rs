@@ -59,6 +59,7 @@ impl MethodDescription {
 /// let i = fjord_client::inspect::InterfaceDescription {
 ///     name: "calculator".into(), package: Some("example:calc".into()),
 ///     package_version: Some("1.3.0".into()), oslo_version: "1.3".into(), methods: vec![],
+///     types: vec![("color".into(), "enum { red, dark_green }".into())],
 /// };
 /// assert_eq!(i.oslo_version, "1.3");
 /// ```
@@ -74,6 +75,9 @@ pub struct InterfaceDescription {
     pub oslo_version: String,
     /// Callable functions.
     pub methods: Vec<MethodDescription>,
+    /// The interface's named types with what a caller sends for them: record fields and
+    /// enum, variant and flag cases in snake_case, as they are on the wire.
+    pub types: Vec<(String, String)>,
 }
 
 /// Everything a component exports for RPC.
@@ -142,6 +146,7 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
             package_version: package.and_then(|p| p.version.as_ref().map(|v| v.to_string())),
             oslo_version: served_version(package.and_then(|p| p.version.as_ref())),
             methods,
+            types: describe_types(resolve, iface),
         });
     }
     ComponentDescription { interfaces }
@@ -157,6 +162,58 @@ fn describe_function(resolve: &Resolve, f: &Function) -> MethodDescription {
             .collect(),
         result: f.result.as_ref().map(|t| type_name(resolve, t)),
     }
+}
+
+/// The named types an interface defines, in wire terms (resources are left out: RPC cannot hold
+/// them).
+fn describe_types(resolve: &Resolve, iface: &wit_parser::Interface) -> Vec<(String, String)> {
+    let list = |items: Vec<String>| items.join(", ");
+    iface
+        .types
+        .iter()
+        .filter_map(|(name, id)| {
+            let definition = match &resolve.types[*id].kind {
+                TypeDefKind::Record(r) => format!(
+                    "record {{ {} }}",
+                    list(
+                        r.fields
+                            .iter()
+                            .map(|f| format!(
+                                "{}: {}",
+                                to_snake(&f.name),
+                                type_name(resolve, &f.ty)
+                            ))
+                            .collect()
+                    )
+                ),
+                TypeDefKind::Enum(e) => format!(
+                    "enum {{ {} }}",
+                    list(e.cases.iter().map(|c| to_snake(&c.name)).collect())
+                ),
+                TypeDefKind::Flags(f) => format!(
+                    "flags {{ {} }}",
+                    list(f.flags.iter().map(|c| to_snake(&c.name)).collect())
+                ),
+                TypeDefKind::Variant(v) => format!(
+                    "variant {{ {} }}",
+                    list(
+                        v.cases
+                            .iter()
+                            .map(|c| match &c.ty {
+                                Some(t) =>
+                                    format!("{}({})", to_snake(&c.name), type_name(resolve, t)),
+                                None => to_snake(&c.name),
+                            })
+                            .collect()
+                    )
+                ),
+                TypeDefKind::Type(t) => type_name(resolve, t),
+                TypeDefKind::Resource => return None,
+                other => other.as_str().to_string(),
+            };
+            Some((name.clone(), definition))
+        })
+        .collect()
 }
 
 /// WIT spelling of a type; named types by their name.
@@ -294,6 +351,10 @@ mod tests {
                 "centroid(points: list<point>) -> option<point>",
                 "ping()",
             ],
+        );
+        assert_eq!(
+            describe_wit(WIT).interfaces[0].types,
+            [("point".to_string(), "record { x: f64, y: f64 }".to_string())]
         );
     }
 

@@ -87,6 +87,8 @@ pub async fn serve(
         .await
         .context("cannot enable publisher confirms")?;
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Consumers report here when they stop; a host that cannot hear its queues must not look alive.
+    let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
 
     let mut fanout_queues = Vec::new();
     for server in servers {
@@ -130,7 +132,11 @@ pub async fn serve(
                 )
                 .await
                 .with_context(|| format!("cannot consume from queue {queue}"))?;
-            tokio::spawn(listener.clone().consume(queue.clone(), consumer));
+            let (listener, queue, lost) = (listener.clone(), queue.clone(), lost_tx.clone());
+            tokio::spawn(async move {
+                let why = listener.consume(&queue, consumer).await;
+                let _ = lost.send(format!("consumer of queue {queue} stopped: {why}"));
+            });
         }
         tracing::info!(
             topic = %server.topic, server = %server.server, exchange = %server.exchange,
@@ -140,7 +146,15 @@ pub async fn serve(
     }
     tracing::info!(url = %config.transport_url, "fjord-host ready");
 
-    shutdown.await;
+    let lost = tokio::select! {
+        () = shutdown => None,
+        why = lost_rx.recv() => why,
+    };
+    if let Some(why) = lost {
+        // Reconnection is not built yet: exit so a supervisor restarts the host.
+        close(connection).await;
+        anyhow::bail!("{why}");
+    }
     tracing::info!("shutting down");
     // The fanout queues are ours alone: delete them, as oslo does on an orderly stop.
     for (channel, queue) in fanout_queues {
@@ -170,17 +184,15 @@ struct Listener {
 }
 
 impl Listener {
-    async fn consume(self: Arc<Self>, queue: String, mut consumer: lapin::Consumer) {
+    /// Serves one queue until its consumer ends, and says why it ended.
+    async fn consume(self: Arc<Self>, queue: &str, mut consumer: lapin::Consumer) -> String {
         while let Some(delivery) = consumer.next().await {
             match delivery {
-                Ok(delivery) => self.clone().receive(&queue, delivery).await,
-                Err(e) => {
-                    tracing::error!("consumer of {queue} failed: {e}");
-                    break;
-                }
+                Ok(delivery) => self.clone().receive(queue, delivery).await,
+                Err(e) => return e.to_string(),
             }
         }
-        tracing::warn!("consumer of {queue} stopped");
+        "the broker cancelled it".to_string()
     }
 
     /// Acks on receipt as oslo does (RPC is at-most-once), then dispatches in its own task.

@@ -255,6 +255,12 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
         for m in &iface.methods {
             println!("  {}", m.signature());
         }
+        if !iface.types.is_empty() {
+            println!("  where");
+            for (name, definition) in &iface.types {
+                println!("    {name} = {definition}");
+            }
+        }
     }
     Ok(())
 }

@@ -570,3 +570,25 @@ async fn duplicate_unique_ids_are_answered_once() {
     assert!(seen.contains(request.msg_id.as_ref().unwrap()));
     assert!(seen.contains(second.msg_id.as_ref().unwrap()));
 }
+
+/// Until reconnection exists, a host whose queue disappears exits non-zero saying which queue,
+/// rather than staying up deaf.
+#[test]
+fn a_deleted_queue_stops_the_host_loudly() {
+    let topic = unique("rpc-deleted");
+    let mut host = Host::start(&config(&[(&topic, "s", &path_item(&wasm("calculator")))]));
+    let deleted = std::process::Command::new("rabbitmqctl")
+        .args(["delete_queue", &format!("{topic}.s")])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{deleted:?}");
+    let status = host
+        .wait_exit(Duration::from_secs(20))
+        .expect("the host kept running without its queue");
+    assert!(!status.success());
+    let log = host.log();
+    assert!(
+        log.contains(&format!("consumer of queue {topic}.s stopped")),
+        "{log}"
+    );
+}
