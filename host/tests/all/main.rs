@@ -6,3 +6,4 @@ mod harness;
 mod interop;
 mod rpc;
 mod startup;
+mod wire;

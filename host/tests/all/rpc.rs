@@ -23,23 +23,6 @@ fn context(pairs: Value) -> Map<String, Value> {
     pairs.as_object().unwrap().clone()
 }
 
-/// Publishes a body to a topic on the control exchange as an oslo client would, bypassing the
-/// client's encoder: for malformed and duplicated messages.
-async fn publish_raw(channel: &lapin::Channel, topic: &str, body: &[u8]) {
-    channel
-        .basic_publish(
-            "openstack".into(),
-            topic.into(),
-            lapin::options::BasicPublishOptions::default(),
-            body,
-            fjord_client::topology::message_properties(None),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-}
-
 /// The remote failure of a call that must fail.
 async fn remote(client: &RpcClient, method: &str, args: Value) -> RemoteError {
     match client
@@ -52,7 +35,7 @@ async fn remote(client: &RpcClient, method: &str, args: Value) -> RemoteError {
 }
 
 /// A host with the calculator and (in namespace `greet`) the greeter on topic/server1.
-fn standard_host(topic: &str, greeter_settings: &str) -> Host {
+pub fn standard_host(topic: &str, greeter_settings: &str) -> Host {
     Host::start(&config(&[(
         topic,
         "server1",
@@ -484,91 +467,6 @@ async fn several_servers_in_one_host() {
         remote(&cb, "add", json!({"a": 1, "b": 1})).await.class,
         "NoSuchMethod"
     );
-}
-
-#[tokio::test]
-async fn unreadable_messages_are_rejected_and_serving_goes_on() {
-    let topic = unique("rpc-garbage");
-    let host = standard_host(&topic, "");
-    let url = TransportUrl::parse(URL).unwrap();
-    let transport = Transport::connect(&url).await.unwrap();
-    let channel = transport.connection().create_channel().await.unwrap();
-    for body in [
-        &b"not json"[..],
-        b"{\"oslo.version\": \"3.0\", \"oslo.message\": \"{}\"}",
-        b"[1,2]",
-    ] {
-        publish_raw(&channel, &topic, body).await;
-    }
-    assert!(
-        host.wait_for("rejecting an unreadable message", Duration::from_secs(10)),
-        "{}",
-        host.log()
-    );
-    let c = RpcClient::new(transport, Target::new(&topic));
-    let five: i64 = c
-        .call(&no_context(), "add", json!({"a": 2, "b": 3}))
-        .await
-        .unwrap();
-    assert_eq!(five, 5);
-}
-
-/// Raw publishes of one request, as a redelivering broker or a retrying client would send it.
-#[tokio::test]
-async fn duplicate_unique_ids_are_answered_once() {
-    use fjord_client::envelope::{new_id, Reply, Request};
-    use futures_lite::StreamExt;
-    use lapin::options::BasicConsumeOptions;
-    use lapin::types::FieldTable;
-
-    let topic = unique("rpc-duplicate");
-    let _host = standard_host(&topic, "");
-    let url = TransportUrl::parse(URL).unwrap();
-    let transport = Transport::connect(&url).await.unwrap();
-    let channel = transport.connection().create_channel().await.unwrap();
-    let reply_q = format!("reply_{}", new_id());
-    fjord_client::topology::declare_reply_queue(&channel, &reply_q, &url.options)
-        .await
-        .unwrap();
-    let mut replies = channel
-        .basic_consume(
-            reply_q.as_str().into(),
-            "test".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut args = Map::new();
-    args.insert("a".into(), json!(1));
-    args.insert("b".into(), json!(2));
-    let mut request = Request::new("add", args);
-    request.msg_id = Some(new_id());
-    request.reply_q = Some(reply_q.clone());
-    request.unique_id = Some(new_id());
-    let body = request.encode();
-    // The same message twice, then a new one: two replies in all.
-    let mut second = request.clone();
-    second.msg_id = Some(new_id());
-    second.unique_id = Some(new_id());
-    for body in [&body, &body, &second.encode()] {
-        publish_raw(&channel, &topic, body).await;
-    }
-    let mut seen = Vec::new();
-    while let Ok(Some(Ok(delivery))) =
-        tokio::time::timeout(Duration::from_secs(2), replies.next()).await
-    {
-        let reply = Reply::decode(&delivery.data).unwrap();
-        assert!(reply.ending);
-        assert_eq!(reply.result, json!(3));
-        seen.push(reply.msg_id);
-    }
-    assert_eq!(seen.len(), 2, "replies: {seen:?}");
-    assert!(seen.contains(request.msg_id.as_ref().unwrap()));
-    assert!(seen.contains(second.msg_id.as_ref().unwrap()));
 }
 
 /// Until reconnection exists, a host whose queue disappears exits non-zero saying which queue,
