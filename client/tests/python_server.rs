@@ -1,10 +1,7 @@
 //! fjord → Python: the real oslo.messaging 18.3.1 server (`interop/oslo_server.py`) answers
 //! fjord's `RpcClient` and the `fjord` binary over a real RabbitMQ at 127.0.0.1:5672.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl};
@@ -13,95 +10,14 @@ use serde_json::{json, Map, Value};
 const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
 const SERVER: &str = "pyserver1";
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+#[path = "support/python.rs"]
+mod python;
+use python::PyServer;
 
-fn python() -> PathBuf {
-    let p = workspace_root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: create the venv with oslo.messaging 18.3.1 \
-         (python3 -m venv .venv && .venv/bin/pip install oslo.messaging==18.3.1)",
-        p.display()
-    );
-    p
-}
-
-/// A running Python oslo.messaging server; killed on drop, even when the test fails.
-struct PyServer {
-    child: Child,
-    lines: Receiver<String>,
-    topic: String,
-}
-
-impl PyServer {
-    fn start(name: &str) -> PyServer {
-        let topic = format!("fjord_it_{name}_{}", uuid::Uuid::new_v4().simple());
-        let mut child = Command::new(python())
-            .arg(workspace_root().join("interop/oslo_server.py"))
-            .arg(URL)
-            .arg(&topic)
-            .arg(SERVER)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the Python oslo server");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let server = PyServer {
-            child,
-            lines,
-            topic,
-        };
-        let ready = server.next_line(Duration::from_secs(60));
-        assert_eq!(
-            ready.as_deref(),
-            Some("ready"),
-            "Python server did not start"
-        );
-        server
-    }
-
-    fn next_line(&self, timeout: Duration) -> Option<String> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(l) => Some(l),
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
-        }
-    }
-
-    /// The next `record` line the server printed, parsed.
-    fn next_record(&self) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(line) = self.next_line(Duration::from_secs(1)) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v.is_object() {
-                        return v;
-                    }
-                }
-            }
-        }
-        panic!("the Python server printed no record");
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A Python server on a topic of its own.
+fn start(name: &str) -> PyServer {
+    let topic = format!("fjord_it_{name}_{}", uuid::Uuid::new_v4().simple());
+    PyServer::spawn(URL, &topic, SERVER)
 }
 
 async fn client(topic: &str) -> RpcClient {
@@ -143,7 +59,7 @@ fn remote(err: RpcError) -> fjord_client::RemoteError {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rpc_client_calls_python_server() {
-    let server = PyServer::start("calls");
+    let server = start("calls");
     let client = client(&server.topic).await;
 
     let sum: i64 = client
@@ -204,7 +120,7 @@ async fn rpc_client_calls_python_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_failures_arrive_as_remote_errors() {
-    let server = PyServer::start("failures");
+    let server = start("failures");
     let client = client(&server.topic).await;
 
     let e = remote(
@@ -326,7 +242,7 @@ async fn call_without_server_times_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn casts_and_fanout_casts_reach_python_server() {
-    let server = PyServer::start("casts");
+    let server = start("casts");
     let client = client(&server.topic).await;
     let mut ctx = Map::new();
     ctx.insert("user".into(), json!("bob"));
@@ -363,7 +279,7 @@ async fn casts_and_fanout_casts_reach_python_server() {
 
 #[test]
 fn cli_against_python_server() {
-    let server = PyServer::start("cli");
+    let server = start("cli");
     let t = server.topic.as_str();
 
     let out = fjord(&["call", "--url", URL, "--topic", t, "add", "a=2", "b=3"]);

@@ -1,21 +1,14 @@
 //! The real oslo.messaging 18.3.1 client (Python, `interop/oslo_client.py`) calling fjord-host.
 
 use crate::harness::{config, path_item, unique, wasm, workspace, Host, URL};
+#[path = "../../../client/tests/support/python.rs"]
+mod python;
+use python::{python, PyServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn python() -> std::path::PathBuf {
-    let python = workspace().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup (it creates .venv with oslo.messaging 18.3.1)",
-        python.display()
-    );
-    python
-}
 
 /// Runs cases through the real oslo.messaging client; returns each case's outcome by id.
 fn oslo_client(topic: &str, cases: &[Value]) -> HashMap<String, Value> {
@@ -198,42 +191,6 @@ fn casts_and_fanout_casts_from_python_reach_fjord() {
     );
 }
 
-/// A real oslo.messaging RPC server (`interop/oslo_server.py`), killed when dropped.
-struct PythonServer(std::process::Child);
-
-impl PythonServer {
-    fn start(topic: &str, server: &str) -> PythonServer {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(python())
-            .arg(workspace().join("interop/oslo_server.py"))
-            .args([URL, topic, server])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run interop/oslo_server.py");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.trim() == "ready" {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let server = PythonServer(child);
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("the Python oslo server did not start");
-        server
-    }
-}
-
-impl Drop for PythonServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Queue properties as RabbitMQ reports them: (name, durable, auto_delete, exclusive, arguments).
 fn queues_of(topic: &str) -> Vec<(String, Value, Value, Value, Value)> {
     let out = Command::new("rabbitmqctl")
@@ -263,9 +220,9 @@ fn queues_of(topic: &str) -> Vec<(String, Value, Value, Value, Value)> {
 async fn python_and_fjord_servers_share_a_topic() {
     use fjord_client::{RpcClient, Target, Transport, TransportUrl};
     let topic = unique("interop-shared");
-    let _py1 = PythonServer::start(&topic, "py1");
+    let _py1 = PyServer::spawn(URL, &topic, "py1");
     let fjord = Host::start(&config(&[(&topic, "fj1", &path_item(&wasm("calculator")))]));
-    let _py2 = PythonServer::start(&topic, "py2");
+    let _py2 = PyServer::spawn(URL, &topic, "py2");
 
     let transport = Transport::connect(&TransportUrl::parse(URL).unwrap())
         .await
