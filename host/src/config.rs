@@ -10,15 +10,33 @@
 //! endpoints = [
 //!   "target/wasm32-wasip2/release/calculator.wasm",
 //!   { path = "greeter.wasm", namespace = "greet", deadline_ms = 2000, memory_mib = 32 },
+//!   { path = "reader.wasm", dirs = [{ host = "data", guest = "/data" }],
+//!     env = { GREETING = "hello" }, inherit_env = ["TZ"] },
 //! ]
 //! ```
+//!
+//! Per-endpoint limits and their defaults (see [`Limits::default`]):
+//!
+//! | key | limit | default |
+//! |---|---|---|
+//! | `deadline_ms` | wall-clock time of one call, instantiation included | 10000 (10 s) |
+//! | `memory_mib` | linear memory of one call's instance | 64 MiB |
+//! | `max_request_kib` | size of a request message body as received | 1024 (1 MiB) |
+//! | `max_reply_kib` | size of the JSON result (or error message) of one call | 1024 (1 MiB) |
+//!
+//! Capabilities are all denied by default (see [`crate::capabilities`]). `dirs` grants read-only
+//! directories (`host` relative to this file; it must exist), `env` sets variables to the given
+//! values (as Spin's `environment`), `inherit_env` passes the named variables from the host's own
+//! environment (each must be set when the host starts).
 
+use crate::capabilities::{Capabilities, DirGrant};
 use crate::sandbox::Limits;
 use anyhow::Context as _;
 use fjord_client::topology::DEFAULT_CONTROL_EXCHANGE;
 use fjord_client::url::TransportUrl;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,6 +81,9 @@ pub struct EndpointConfig {
     pub path: PathBuf,
     pub namespace: Option<String>,
     pub limits: Limits,
+    pub capabilities: Capabilities,
+    /// Names of host environment variables to pass in, resolved by [`Config::parse`].
+    inherit_env: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +96,23 @@ struct EndpointTable {
     deadline_ms: Option<u64>,
     #[serde(default)]
     memory_mib: Option<usize>,
+    #[serde(default)]
+    max_request_kib: Option<usize>,
+    #[serde(default)]
+    max_reply_kib: Option<usize>,
+    #[serde(default)]
+    dirs: Vec<DirTable>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    inherit_env: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirTable {
+    host: PathBuf,
+    guest: String,
 }
 
 impl<'de> Deserialize<'de> for EndpointConfig {
@@ -90,11 +128,14 @@ impl<'de> Deserialize<'de> for EndpointConfig {
                     path: path.into(),
                     namespace: None,
                     limits: Limits::default(),
+                    capabilities: Capabilities::default(),
+                    inherit_env: Vec::new(),
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EndpointConfig, A::Error> {
                 let table = EndpointTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 let defaults = Limits::default();
+                let kib = |v: Option<usize>, default| v.map_or(default, |k| k.saturating_mul(1024));
                 Ok(EndpointConfig {
                     path: table.path,
                     namespace: table.namespace,
@@ -105,7 +146,21 @@ impl<'de> Deserialize<'de> for EndpointConfig {
                         memory_bytes: table
                             .memory_mib
                             .map_or(defaults.memory_bytes, |mib| mib.saturating_mul(1 << 20)),
+                        max_request_bytes: kib(table.max_request_kib, defaults.max_request_bytes),
+                        max_reply_bytes: kib(table.max_reply_kib, defaults.max_reply_bytes),
                     },
+                    capabilities: Capabilities {
+                        dirs: table
+                            .dirs
+                            .into_iter()
+                            .map(|d| DirGrant {
+                                host: d.host,
+                                guest: d.guest,
+                            })
+                            .collect(),
+                        env: table.env.into_iter().collect(),
+                    },
+                    inherit_env: table.inherit_env,
                 })
             }
         }
@@ -145,12 +200,7 @@ impl Config {
                 if endpoint.path.is_relative() {
                     endpoint.path = base.join(&endpoint.path);
                 }
-                if endpoint.limits.deadline.is_zero() || endpoint.limits.memory_bytes == 0 {
-                    anyhow::bail!(
-                        "endpoint {}: deadline_ms and memory_mib must be greater than 0",
-                        endpoint.path.display()
-                    );
-                }
+                endpoint.resolve(base)?;
             }
         }
         Ok(Config {
@@ -158,6 +208,51 @@ impl Config {
             control_exchange: raw.control_exchange,
             servers,
         })
+    }
+}
+
+impl EndpointConfig {
+    /// Checks the limits and resolves the grants: directories against `base` (they must exist),
+    /// inherited variables from the host's environment (they must be set).
+    fn resolve(&mut self, base: &Path) -> anyhow::Result<()> {
+        let name = self.path.display().to_string();
+        let limits = &self.limits;
+        for (key, zero) in [
+            ("deadline_ms", limits.deadline.is_zero()),
+            ("memory_mib", limits.memory_bytes == 0),
+            ("max_request_kib", limits.max_request_bytes == 0),
+            ("max_reply_kib", limits.max_reply_bytes == 0),
+        ] {
+            if zero {
+                anyhow::bail!("endpoint {name}: {key} must be greater than 0");
+            }
+        }
+        for dir in &mut self.capabilities.dirs {
+            if dir.host.is_relative() {
+                dir.host = base.join(&dir.host);
+            }
+            if !dir.host.is_dir() {
+                anyhow::bail!(
+                    "endpoint {name}: dirs: {} is not a directory",
+                    dir.host.display()
+                );
+            }
+            if !dir.guest.starts_with('/') {
+                anyhow::bail!(
+                    "endpoint {name}: dirs: guest path {:?} must be absolute",
+                    dir.guest
+                );
+            }
+        }
+        for var in &self.inherit_env {
+            let Ok(value) = std::env::var(var) else {
+                anyhow::bail!(
+                    "endpoint {name}: inherit_env: {var} is not set in the host's environment"
+                );
+            };
+            self.capabilities.env.push((var.clone(), value));
+        }
+        Ok(())
     }
 }
 
@@ -229,5 +324,95 @@ mod tests {
             "transport_url = \"http://x\"\n[[server]]\ntopic='t'\nserver='s'\nendpoints=['a']\n",
         );
         assert!(bad_url.contains("transport_url"), "{bad_url}");
+    }
+
+    fn one_endpoint(item: &str) -> anyhow::Result<Config> {
+        let text = format!(
+            "transport_url = \"rabbit://\"\n[[server]]\ntopic='t'\nserver='s'\nendpoints=[{item}]\n"
+        );
+        Config::parse(&text, Path::new(env!("CARGO_MANIFEST_DIR")))
+    }
+
+    #[test]
+    fn size_limits_and_their_defaults() {
+        let d = Limits::default();
+        assert_eq!(d.deadline, Duration::from_secs(10));
+        assert_eq!(d.memory_bytes, 64 << 20);
+        assert_eq!(d.max_request_bytes, 1 << 20);
+        assert_eq!(d.max_reply_bytes, 1 << 20);
+        let c =
+            one_endpoint("{ path = 'a.wasm', max_request_kib = 4, max_reply_kib = 2 }").unwrap();
+        let limits = c.servers[0].endpoints[0].limits;
+        assert_eq!(limits.max_request_bytes, 4096);
+        assert_eq!(limits.max_reply_bytes, 2048);
+        let zero = format!(
+            "{:#}",
+            one_endpoint("{ path = 'a.wasm', max_reply_kib = 0 }").unwrap_err()
+        );
+        assert!(zero.contains("max_reply_kib"), "{zero}");
+    }
+
+    #[test]
+    fn capabilities_are_denied_unless_granted() {
+        let c = one_endpoint("'a.wasm'").unwrap();
+        assert_eq!(
+            c.servers[0].endpoints[0].capabilities,
+            Capabilities::default()
+        );
+        std::env::set_var("FJORD_CONFIG_TEST_VAR", "from-host");
+        let c = one_endpoint(
+            "{ path = 'a.wasm', dirs = [{ host = 'src', guest = '/data' }], env = { A = 'x' }, inherit_env = ['FJORD_CONFIG_TEST_VAR'] }",
+        )
+        .unwrap();
+        let caps = &c.servers[0].endpoints[0].capabilities;
+        assert_eq!(
+            caps.dirs,
+            [DirGrant {
+                host: Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+                guest: "/data".into()
+            }]
+        );
+        assert_eq!(
+            caps.env,
+            [
+                ("A".to_string(), "x".to_string()),
+                ("FJORD_CONFIG_TEST_VAR".to_string(), "from-host".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_grants_are_named() {
+        let err = |item: &str| format!("{:#}", one_endpoint(item).unwrap_err());
+        let missing_dir =
+            err("{ path = 'a.wasm', dirs = [{ host = 'no-such-dir', guest = '/data' }] }");
+        assert!(
+            missing_dir.contains("dirs") && missing_dir.contains("no-such-dir"),
+            "{missing_dir}"
+        );
+        let relative = err("{ path = 'a.wasm', dirs = [{ host = 'src', guest = 'data' }] }");
+        assert!(relative.contains("must be absolute"), "{relative}");
+        let unset = err("{ path = 'a.wasm', inherit_env = ['FJORD_SURELY_UNSET_VARIABLE'] }");
+        assert!(unset.contains("FJORD_SURELY_UNSET_VARIABLE"), "{unset}");
+        let bad_dir_key =
+            err("{ path = 'a.wasm', dirs = [{ host = 'src', guest = '/d', mode = 'rw' }] }");
+        assert!(bad_dir_key.contains("mode"), "{bad_dir_key}");
+        for text in [missing_dir, relative, unset, bad_dir_key] {
+            assert_eq!(text.lines().count(), 1, "one line: {text}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let err = |item: &str| format!("{:#}", one_endpoint(item).unwrap_err());
+        let deadline = err("{ path = 'a.wasm', deadline_ms = 'soon' }");
+        assert!(deadline.contains("deadline_ms"), "{deadline}");
+        let env = err("{ path = 'a.wasm', env = ['A'] }");
+        assert!(env.contains("env"), "{env}");
+        let endpoint = err("5");
+        assert!(endpoint.contains(".wasm path"), "{endpoint}");
+        for text in [deadline, env, endpoint] {
+            assert_eq!(text.lines().count(), 1, "one line: {text}");
+        }
     }
 }

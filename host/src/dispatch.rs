@@ -21,6 +21,12 @@ pub const DEADLINE_CLASS: &str = "DeadlineExceeded";
 pub const MEMORY_CLASS: &str = "MemoryLimitExceeded";
 /// The guest trapped (a panic, `unreachable`, a stack overflow...).
 pub const TRAP_CLASS: &str = "GuestTrap";
+/// The result (or error message) was larger than the endpoint's `max_reply_kib`.
+pub const REPLY_TOO_LARGE_CLASS: &str = "ReplyTooLarge";
+/// The request was larger than the endpoint's `max_request_kib`.
+pub const REQUEST_TOO_LARGE_CLASS: &str = "RequestTooLarge";
+/// The host could not set up the sandbox (a granted directory has gone...).
+pub const SANDBOX_CLASS: &str = "SandboxError";
 /// The class of an `err` whose type is not an enum or variant (a string, a record...).
 pub const ENDPOINT_ERROR_CLASS: &str = "EndpointError";
 
@@ -39,8 +45,18 @@ impl Dispatcher {
         &self.endpoints
     }
 
-    /// Finds the method as oslo's `RPCDispatcher.dispatch` does and calls it.
-    pub async fn dispatch(&self, request: &Request) -> Result<Value, Failure> {
+    /// The largest request any endpoint accepts: a body above it is not even parsed.
+    pub fn max_request_bytes(&self) -> usize {
+        self.endpoints
+            .iter()
+            .map(|e| e.limits.max_request_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Finds the method as oslo's `RPCDispatcher.dispatch` does and calls it. `body_len` is the
+    /// size of the message the request came in, checked against the endpoint's limit.
+    pub async fn dispatch(&self, request: &Request, body_len: usize) -> Result<Value, Failure> {
         let version = request.version.as_deref().unwrap_or("1.0");
         let mut found_compatible = false;
         for endpoint in &self.endpoints {
@@ -62,7 +78,16 @@ impl Dispatcher {
             // The default access policy: names starting with `_` are private.
             if !request.method.starts_with('_') {
                 if let Some(method) = endpoint.methods.get(&request.method) {
-                    return self.call(endpoint, method, request).await;
+                    let max = endpoint.limits.max_request_bytes;
+                    if body_len > max {
+                        return Err(Failure::new(
+                            REQUEST_TOO_LARGE_CLASS,
+                            FJORD_MODULE,
+                            format!("the request is {body_len} bytes, more than the {max} bytes {} accepts", method.name),
+                        ));
+                    }
+                    let outcome = self.call(endpoint, method, request).await;
+                    return within_reply_limit(outcome, endpoint.limits.max_reply_bytes);
                 }
             }
             found_compatible = true;
@@ -96,6 +121,7 @@ impl Dispatcher {
                 results_len,
                 call,
                 endpoint.limits,
+                &endpoint.capabilities,
             )
             .await
             .map_err(guest_failure)?;
@@ -174,11 +200,58 @@ fn text(v: &Val) -> String {
     }
 }
 
+/// A result or error message over `max` bytes of JSON becomes a `ReplyTooLarge` failure: the
+/// caller hears back, but the broker and the caller are spared the payload.
+fn within_reply_limit(outcome: Result<Value, Failure>, max: usize) -> Result<Value, Failure> {
+    let size = match &outcome {
+        Ok(value) => json_len(value, max),
+        Err(failure) => failure.message.len(),
+    };
+    if size <= max {
+        return outcome;
+    }
+    let what = if outcome.is_ok() {
+        "result"
+    } else {
+        "error message"
+    };
+    Err(Failure::new(
+        REPLY_TOO_LARGE_CLASS,
+        FJORD_MODULE,
+        format!("the {what} is more than the {max} bytes allowed"),
+    ))
+}
+
+/// The length of `value` as JSON, counting no further than just past `max`.
+fn json_len(value: &Value, max: usize) -> usize {
+    struct Counter {
+        len: usize,
+        max: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.len += buf.len();
+            if self.len > self.max {
+                // Stop serializing: the answer is known.
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { len: 0, max };
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.len
+}
+
 fn guest_failure(failure: GuestFailure) -> Failure {
     let class = match failure {
         GuestFailure::Deadline(_) => DEADLINE_CLASS,
         GuestFailure::Memory(_) => MEMORY_CLASS,
         GuestFailure::Trap(_) => TRAP_CLASS,
+        GuestFailure::Setup(_) => SANDBOX_CLASS,
     };
     Failure::new(class, FJORD_MODULE, failure.to_string())
 }

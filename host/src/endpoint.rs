@@ -1,12 +1,14 @@
 //! A component's exported interfaces seen as oslo endpoints: each interface is one endpoint whose
 //! version is its WIT package version and whose methods are its functions, named in snake_case.
 
+use crate::capabilities::Capabilities;
 use crate::convert::unsupported;
 use crate::sandbox::{GuestState, Limits, Sandbox};
 use fjord_client::names::to_snake;
 use fjord_client::version::served_version;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{ComponentExportIndex, InstancePre, Type};
 
@@ -37,6 +39,8 @@ pub struct Endpoint {
     pub namespace: Option<String>,
     pub methods: HashMap<String, Method>,
     pub limits: Limits,
+    /// What its guests may touch; nothing unless the config grants it.
+    pub capabilities: Arc<Capabilities>,
     pub pre: InstancePre<GuestState>,
 }
 
@@ -124,9 +128,40 @@ pub fn load(
             namespace: namespace.map(str::to_string),
             methods: methods.into_iter().collect(),
             limits,
+            capabilities: Arc::default(),
             pre: pre.clone(),
         })
         .collect())
+}
+
+/// Refuses two endpoints of one server that offer the same method in the same namespace and
+/// version: oslo would silently call whichever comes first.
+pub fn check_duplicates(endpoints: &[Endpoint]) -> anyhow::Result<()> {
+    for (i, a) in endpoints.iter().enumerate() {
+        for b in &endpoints[i + 1..] {
+            if a.namespace != b.namespace || a.version != b.version {
+                continue;
+            }
+            let mut shared: Vec<&String> = a
+                .methods
+                .keys()
+                .filter(|m| b.methods.contains_key(*m))
+                .collect();
+            shared.sort_unstable();
+            if let Some(method) = shared.first() {
+                anyhow::bail!(
+                    "method `{method}` is offered twice in namespace {} version {}: by {} of {} and by {} of {}",
+                    a.namespace.as_deref().unwrap_or("(none)"),
+                    a.version,
+                    a.interface,
+                    a.file.display(),
+                    b.interface,
+                    b.file.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn method(

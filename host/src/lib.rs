@@ -11,6 +11,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admission;
+pub mod capabilities;
 pub mod config;
 pub mod convert;
 pub mod dispatch;

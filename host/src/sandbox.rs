@@ -1,7 +1,10 @@
 //! The sandbox every call runs in: one [`Engine`], a fresh [`Store`] and instance per call, a deadline
-//! enforced by epoch interruption, a memory cap, and WASI that grants nothing (no files, no
-//! environment, no sockets; stdout and stderr are captured and go to the host log).
+//! enforced by epoch interruption (plus a wall-clock bound on time blocked in host calls), a memory
+//! cap, capped tables and instances, a bounded wasm stack, and WASI that grants only what the
+//! endpoint's [`Capabilities`] say (by default nothing: no files, no environment, no sockets;
+//! stdout and stderr are captured and go to the host log, tagged with endpoint, method and request id).
 
+use crate::capabilities::Capabilities;
 use crate::guest_api::{self, CallInfo};
 use anyhow::Context as _;
 use std::path::Path;
@@ -16,16 +19,32 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the ticker thread advances the epoch: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(5);
-/// Guest stdout/stderr kept per call; the rest is dropped so a chatty guest cannot grow the host.
+/// Guest stdout/stderr kept per call, so a chatty guest cannot grow the host: a guest that writes
+/// more finds its output stream closed.
 const CAPTURE_BYTES: usize = 64 * 1024;
+/// How long past its deadline a call blocked in a host call (a WASI sleep...) is abandoned. Guest
+/// code itself is stopped by the epoch within one tick of the deadline.
+const HOST_CALL_GRACE: Duration = Duration::from_millis(50);
+/// The wasm stack of one call: unbounded recursion is a trap, not a host crash.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+/// Tables, instances and memories one call may create (a component has a handful of each).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_INSTANCES: usize = 32;
+const MAX_TABLES: usize = 32;
+const MAX_MEMORIES: usize = 8;
 
-/// Per-endpoint limits on one call.
+/// Per-endpoint limits on one call (`deadline_ms`, `memory_mib`, `max_request_kib`,
+/// `max_reply_kib` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time for instantiation plus the call.
+    /// Wall-clock time for instantiation plus the call. Default 10 s.
     pub deadline: Duration,
-    /// Linear memory, in bytes, summed over the instance's memories.
+    /// Linear memory, in bytes, of each of the instance's memories. Default 64 MiB.
     pub memory_bytes: usize,
+    /// The largest request message body (the AMQP body, envelope included). Default 1 MiB.
+    pub max_request_bytes: usize,
+    /// The largest result, or error message, as JSON text. Default 1 MiB.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +52,8 @@ impl Default for Limits {
         Limits {
             deadline: Duration::from_secs(10),
             memory_bytes: 64 << 20,
+            max_request_bytes: 1 << 20,
+            max_reply_bytes: 1 << 20,
         }
     }
 }
@@ -46,6 +67,9 @@ pub enum GuestFailure {
     Memory(usize),
     #[error("{0}")]
     Trap(String),
+    /// The sandbox could not be set up (a granted directory has gone...): the host's fault.
+    #[error("cannot set up the sandbox: {0}")]
+    Setup(String),
 }
 
 /// Store data of one call.
@@ -92,17 +116,17 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
     fn instances(&self) -> usize {
-        32
+        MAX_INSTANCES
     }
     fn tables(&self) -> usize {
-        32
+        MAX_TABLES
     }
     fn memories(&self) -> usize {
-        8
+        MAX_MEMORIES
     }
 }
 
@@ -116,8 +140,7 @@ impl Sandbox {
     pub fn new() -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        // Bounded guest stack: unbounded recursion is a trap, not a host crash.
-        config.max_wasm_stack(1 << 20);
+        config.max_wasm_stack(MAX_WASM_STACK);
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         spawn_ticker(&engine)?;
@@ -164,13 +187,13 @@ impl Sandbox {
         results_len: usize,
         call: Arc<CallInfo>,
         limits: Limits,
+        capabilities: &Capabilities,
     ) -> Result<Vec<Val>, GuestFailure> {
         let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let wasi = capabilities
+            .wasi(stdout.clone(), stderr.clone())
+            .map_err(|e| GuestFailure::Setup(format!("{e:#}")))?;
         let mut store = Store::new(
             &self.engine,
             GuestState {
@@ -206,7 +229,7 @@ impl Sandbox {
             Ok::<_, wasmtime::Error>(results)
         };
         // The epoch stops guest code; this also bounds time spent blocked in host calls.
-        let outcome = tokio::time::timeout(limits.deadline + Duration::from_millis(500), run).await;
+        let outcome = tokio::time::timeout(limits.deadline + HOST_CALL_GRACE, run).await;
 
         log_output(&call, "stdout", &stdout.contents());
         log_output(&call, "stderr", &stderr.contents());

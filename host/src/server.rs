@@ -1,6 +1,7 @@
 //! The RPC servers of a host: declares each target's exchanges and queues exactly as an
 //! oslo.messaging server does, consumes them, and answers every call in oslo's form.
 
+use crate::admission::admit;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::endpoint;
@@ -42,13 +43,15 @@ pub fn load(config: &Config) -> anyhow::Result<Vec<RpcServer>> {
     for server in &config.servers {
         let mut endpoints = Vec::new();
         for e in &server.endpoints {
-            endpoints.extend(endpoint::load(
-                &sandbox,
-                &e.path,
-                e.namespace.as_deref(),
-                e.limits,
-            )?);
+            let capabilities = Arc::new(e.capabilities.clone());
+            let loaded = endpoint::load(&sandbox, &e.path, e.namespace.as_deref(), e.limits)?;
+            endpoints.extend(loaded.into_iter().map(|mut endpoint| {
+                endpoint.capabilities = capabilities.clone();
+                endpoint
+            }));
         }
+        endpoint::check_duplicates(&endpoints)
+            .with_context(|| format!("server {}.{}", server.topic, server.server))?;
         for e in &endpoints {
             let mut methods: Vec<&str> = e.methods.keys().map(String::as_str).collect();
             methods.sort_unstable();
@@ -197,7 +200,15 @@ impl Listener {
 
     /// Acks on receipt as oslo does (RPC is at-most-once), then dispatches in its own task.
     async fn receive(self: Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
-        let message = match decode_message(&delivery.data) {
+        let body_len = delivery.data.len();
+        let admitted = admit(
+            &delivery.properties,
+            &delivery.data,
+            self.dispatcher.max_request_bytes(),
+        );
+        let message = match admitted
+            .and_then(|()| decode_message(&delivery.data).map_err(|e| e.to_string()))
+        {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!("rejecting an unreadable message from {queue}: {e}");
@@ -232,7 +243,7 @@ impl Listener {
             return;
         };
         tokio::spawn(async move {
-            let outcome = self.dispatcher.dispatch(&request).await;
+            let outcome = self.dispatcher.dispatch(&request, body_len).await;
             drop(permit);
             if let Err(failure) = &outcome {
                 tracing::info!(
