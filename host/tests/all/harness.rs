@@ -88,6 +88,11 @@ impl Host {
         }
     }
 
+    /// The host's process id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.log.text.lock().unwrap().clone()
     }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Runs cases through the real oslo.messaging client; returns each case's outcome by id.
-fn oslo_client(topic: &str, cases: &[Value]) -> HashMap<String, Value> {
+pub fn oslo_client(topic: &str, cases: &[Value]) -> HashMap<String, Value> {
     let mut child = Command::new(python())
         .arg(workspace().join("interop/oslo_client.py"))
         .args(["--url", URL, "--topic", topic, "--timeout", "20"])

@@ -3,6 +3,7 @@
 
 mod convert;
 mod harness;
+mod hostile;
 mod interop;
 mod rpc;
 mod startup;
