@@ -87,7 +87,11 @@ impl Dispatcher {
                         ));
                     }
                     let outcome = self.call(endpoint, method, request).await;
-                    return within_reply_limit(outcome, endpoint.limits.max_reply_bytes);
+                    let max = endpoint.limits.max_reply_bytes;
+                    return match reply_too_large(&outcome, max) {
+                        Some(failure) => Err(failure),
+                        None => outcome,
+                    };
                 }
             }
             found_compatible = true;
@@ -202,24 +206,18 @@ fn text(v: &Val) -> String {
 
 /// A result or error message over `max` bytes of JSON becomes a `ReplyTooLarge` failure: the
 /// caller hears back, but the broker and the caller are spared the payload.
-fn within_reply_limit(outcome: Result<Value, Failure>, max: usize) -> Result<Value, Failure> {
-    let size = match &outcome {
-        Ok(value) => json_len(value, max),
-        Err(failure) => failure.message.len(),
+fn reply_too_large(outcome: &Result<Value, Failure>, max: usize) -> Option<Failure> {
+    let (size, what) = match outcome {
+        Ok(value) => (json_len(value, max), "result"),
+        Err(failure) => (failure.message.len(), "error message"),
     };
-    if size <= max {
-        return outcome;
-    }
-    let what = if outcome.is_ok() {
-        "result"
-    } else {
-        "error message"
-    };
-    Err(Failure::new(
-        REPLY_TOO_LARGE_CLASS,
-        FJORD_MODULE,
-        format!("the {what} is more than the {max} bytes allowed"),
-    ))
+    (size > max).then(|| {
+        Failure::new(
+            REPLY_TOO_LARGE_CLASS,
+            FJORD_MODULE,
+            format!("the {what} is more than the {max} bytes allowed"),
+        )
+    })
 }
 
 /// The length of `value` as JSON, counting no further than just past `max`.

@@ -1,7 +1,7 @@
 //! Raw AMQP publishes at fjord-host, bypassing the client's encoder: unreadable messages, bad
 //! requests in a readable envelope, and redelivered duplicates.
 
-use crate::harness::{unique, URL};
+use crate::harness::{config, path_item, unique, wasm, Host, URL};
 use crate::rpc::standard_host;
 use fjord_client::envelope::{encode_message, new_id, Reply, Request};
 use fjord_client::{Transport, TransportUrl};
@@ -50,13 +50,19 @@ impl RawCaller {
 
     /// Publishes a body to the topic on the control exchange, with oslo's properties.
     async fn publish(&self, body: &[u8]) {
+        self.publish_with(body, fjord_client::topology::message_properties(None))
+            .await
+    }
+
+    /// Publishes a body with the given AMQP properties.
+    async fn publish_with(&self, body: &[u8], properties: lapin::BasicProperties) {
         self.channel
             .basic_publish(
                 "openstack".into(),
                 self.topic.as_str().into(),
                 BasicPublishOptions::default(),
                 body,
-                fjord_client::topology::message_properties(None),
+                properties,
             )
             .await
             .unwrap()
@@ -163,4 +169,229 @@ async fn duplicate_unique_ids_are_answered_once() {
     assert!(replies.iter().all(|r| r.ending && r.result == json!(3)));
     assert!(seen.contains(&request.msg_id.as_ref().unwrap()));
     assert!(seen.contains(&second.msg_id.as_ref().unwrap()));
+}
+
+/// `depth` nested JSON arrays around `inner`.
+fn nested(depth: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// A call of `method` with `args` (raw JSON text) from `caller`, answered under `msg_id`.
+fn raw_call(caller: &RawCaller, msg_id: &str, method: &str, args: &str) -> Vec<u8> {
+    let inner = format!(
+        r#"{{"method": "{method}", "args": {args}, "_msg_id": "{msg_id}", "_reply_q": "{}", "_unique_id": "{}"}}"#,
+        caller.reply_q,
+        new_id()
+    );
+    serde_json::to_vec(&json!({"oslo.version": "2.0", "oslo.message": inner})).unwrap()
+}
+
+/// Every kind of unreadable message is rejected once (no requeue: it is never seen again), logged
+/// with its reason, and the host answers the next call.
+#[tokio::test]
+async fn unreadable_messages_are_rejected_once_with_their_reason() {
+    let topic = unique("wire-unreadable");
+    let host = standard_host(&topic, "");
+    let caller = RawCaller::new(&topic).await;
+    let good = raw_call(&caller, "good", "add", r#"{"a": 2, "b": 3}"#);
+    let deep_outer = nested(100_000, "1");
+    let deep_inner = serde_json::to_vec(&json!({
+        "oslo.version": "2.0",
+        "oslo.message": format!(r#"{{"method": "add", "args": {{"a": {}}}}}"#, nested(100_000, "1")),
+    }))
+    .unwrap();
+    let huge = raw_call(
+        &caller,
+        "huge",
+        "add",
+        &format!(r#"{{"a": "{}"}}"#, "x".repeat(2 << 20)),
+    );
+    let cases: Vec<(&str, Vec<u8>, lapin::BasicProperties)> = vec![
+        ("not JSON", b"not json".to_vec(), oslo_properties()),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            oslo_properties(),
+        ),
+        (
+            "oslo.version 1.0",
+            br#"{"oslo.version": "1.0", "oslo.message": "{}"}"#.to_vec(),
+            oslo_properties(),
+        ),
+        (
+            "oslo.version garbage",
+            br#"{"oslo.version": "two", "oslo.message": "{}"}"#.to_vec(),
+            oslo_properties(),
+        ),
+        (
+            "wrong content type",
+            good.clone(),
+            oslo_properties().with_content_type("application/x-python-serialize".into()),
+        ),
+        (
+            "deep outer nesting",
+            deep_outer.into_bytes(),
+            oslo_properties(),
+        ),
+        ("deep inner nesting", deep_inner, oslo_properties()),
+        ("huge body", huge, oslo_properties()),
+    ];
+    for (_, body, properties) in &cases {
+        caller.publish_with(body, properties.clone()).await;
+    }
+    caller.publish(&good).await;
+    let mut caller = caller;
+    let replies = caller.replies(Duration::from_secs(3)).await;
+    assert_eq!(
+        replies.len(),
+        1,
+        "only the good call is answered: {replies:?}"
+    );
+    assert_eq!(
+        (replies[0].msg_id.as_str(), &replies[0].result),
+        ("good", &json!(5))
+    );
+
+    // Once each: a requeued message would come back and be logged again.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = host.log();
+    let rejections: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rejecting an unreadable message"))
+        .collect();
+    assert_eq!(rejections.len(), cases.len(), "{log}");
+    for reason in [
+        "not JSON",
+        "EOF while parsing",
+        "unsupported oslo envelope version 1.0",
+        "unsupported oslo envelope version two",
+        "content type \"application/x-python-serialize\"",
+        "recursion limit exceeded",
+        "more than the 1048576 bytes",
+    ] {
+        assert!(
+            rejections.iter().any(|l| l.contains(reason)),
+            "no rejection says {reason:?}:\n{}",
+            rejections.join("\n")
+        );
+    }
+    assert_eq!(
+        rejections
+            .iter()
+            .filter(|l| l.contains("recursion limit exceeded"))
+            .count(),
+        2
+    );
+}
+
+fn oslo_properties() -> lapin::BasicProperties {
+    fjord_client::topology::message_properties(None)
+}
+
+/// Readable envelopes whose request does not fit: each gets a failure reply naming what is wrong.
+#[tokio::test]
+async fn bad_arguments_and_targets_get_a_failure_naming_them() {
+    let topic = unique("wire-bad-args");
+    let _host = Host::start(&config(&[(&topic, "s", &path_item(&wasm("types")))]));
+    let mut caller = RawCaller::new(&topic).await;
+    let record = r#"{"host_name": "h", "port": 1, "tags": [], "bogus": 1}"#;
+    let deep = nested(120, r#""s""#);
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "out_of_range",
+            r#"{"v": 256}"#.into(),
+            "echo_u8",
+            "v: 256 is out of range for u8",
+        ),
+        (
+            "negative_unsigned",
+            r#"{"v": -1}"#.into(),
+            "echo_u64",
+            "v: -1 is out of range for u64",
+        ),
+        (
+            "fractional",
+            r#"{"v": 1.5}"#.into(),
+            "echo_s32",
+            "v: expected an integer (s32), got 1.5",
+        ),
+        (
+            "null",
+            r#"{"v": null}"#.into(),
+            "echo_s64",
+            "v: expected an integer (s64), got null",
+        ),
+        (
+            "unknown_field",
+            format!(r#"{{"v": {record}}}"#),
+            "echo_record",
+            "unknown field \"bogus\"",
+        ),
+        (
+            "bad_enum",
+            r#"{"v": "purple"}"#.into(),
+            "echo_enum",
+            "v: expected one of red, dark_green, blue",
+        ),
+        (
+            "deep_arrays",
+            format!(r#"{{"v": {deep}}}"#),
+            "echo_nested",
+            "v[0][0]: expected a string",
+        ),
+        (
+            "deep_for_string",
+            format!(r#"{{"v": {deep}}}"#),
+            "echo_string",
+            "v: expected a string, got an array",
+        ),
+    ];
+    for (id, args, method, _) in &cases {
+        caller.publish(&raw_call(&caller, id, method, args)).await;
+    }
+    // Garbage version and unknown namespace, in otherwise good requests.
+    let mut garbage = Request::new("echo_u8", json!({"v": 1}).as_object().unwrap().clone());
+    garbage.msg_id = Some("garbage_version".into());
+    garbage.reply_q = Some(caller.reply_q.clone());
+    garbage.version = Some("1.x".into());
+    let mut namespace = garbage.clone();
+    namespace.msg_id = Some("unknown_namespace".into());
+    namespace.unique_id = Some(new_id());
+    namespace.version = None;
+    namespace.namespace = Some("nowhere".into());
+    caller.publish(&garbage.encode()).await;
+    caller.publish(&namespace.encode()).await;
+
+    let replies = caller.replies(Duration::from_secs(3)).await;
+    assert_eq!(replies.len(), cases.len() + 2, "{replies:?}");
+    let failure = |id: &str| {
+        replies
+            .iter()
+            .find(|r| r.msg_id == id)
+            .and_then(|r| r.failure.clone())
+            .unwrap_or_else(|| panic!("{id}: no failure reply in {replies:?}"))
+    };
+    for (id, _, method, needle) in &cases {
+        let f = failure(id);
+        assert_eq!(
+            (f.class.as_str(), f.module.as_str()),
+            ("TypeError", "builtins"),
+            "{id}: {f:?}"
+        );
+        assert!(
+            f.message.contains(needle),
+            "{id}: {:?} lacks {needle:?}",
+            f.message
+        );
+        assert!(
+            f.message.starts_with(&format!("{method}() argument")),
+            "{id}: {}",
+            f.message
+        );
+    }
+    let f = failure("garbage_version");
+    assert_eq!(f.class, "ValueError", "{f:?}");
+    assert!(f.message.contains("1.x"), "{}", f.message);
+    let f = failure("unknown_namespace");
+    assert_eq!(f.class, "UnsupportedVersion", "{f:?}");
 }
