@@ -51,3 +51,68 @@ fn unreachable_broker_names_the_address_and_hides_the_password() {
     assert!(log.contains("127.0.0.1:5999"), "{log}");
     assert!(!log.contains("s3cret"), "password leaked: {log}");
 }
+
+/// The one line a refused host prints, checked to name every `needle`.
+fn refused_naming(config_text: &str, needles: &[&str]) {
+    let log = refused(config_text);
+    assert_eq!(log.trim().lines().count(), 1, "one line: {log}");
+    for needle in needles {
+        assert!(log.contains(needle), "{needle:?} missing: {log}");
+    }
+}
+
+#[test]
+fn the_same_method_twice_in_one_namespace_and_version_is_refused() {
+    let calculator = path_item(&wasm("calculator"));
+    refused_naming(
+        &config(&[("t", "s", &format!("{calculator}, {calculator}"))]),
+        &[
+            "method `add`",
+            "fjord:calculator/calculator@1.0.0",
+            "calculator.wasm",
+            "version 1.0",
+        ],
+    );
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let dir = workspace().join("target/test-configs").join(unique("core"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("core.wasm");
+    // The preamble of an empty core module: magic and version 1.
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    refused_naming(
+        &config(&[("t", "s", &path_item(&module))]),
+        &["core.wasm", "not a WebAssembly component"],
+    );
+}
+
+#[test]
+fn endpoint_settings_of_the_wrong_type_or_name_are_refused() {
+    let calculator = path_item(&wasm("calculator"));
+    refused_naming(
+        &config(&[(
+            "t",
+            "s",
+            &format!("{{ path = {calculator}, deadline_ms = \"soon\" }}"),
+        )]),
+        &["fjord.toml", "deadline_ms", "invalid type"],
+    );
+    refused_naming(
+        &config(&[(
+            "t",
+            "s",
+            &format!("{{ path = {calculator}, memory_mb = 5 }}"),
+        )]),
+        &["fjord.toml", "memory_mb"],
+    );
+    refused_naming(
+        &config(&[(
+            "t",
+            "s",
+            &format!("{{ path = {calculator}, dirs = [{{ host = \"/nonexistent/data\", guest = \"/data\" }}] }}"),
+        )]),
+        &["fjord.toml", "dirs", "/nonexistent/data"],
+    );
+}
