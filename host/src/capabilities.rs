@@ -5,8 +5,8 @@
 //! read-only directories (`dirs`) and named environment variables (`env`, `inherit_env`).
 //! Clocks and random numbers are always available: they reveal nothing of the host.
 
+use crate::guest_output::CapturedOutput;
 use std::path::PathBuf;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// A host directory the guest sees, read-only, at `guest`.
@@ -26,11 +26,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// The WASI context of one call: these grants, output into the given pipes, no network.
-    pub fn wasi(
-        &self,
-        stdout: MemoryOutputPipe,
-        stderr: MemoryOutputPipe,
-    ) -> anyhow::Result<WasiCtx> {
+    pub fn wasi(&self, stdout: CapturedOutput, stderr: CapturedOutput) -> anyhow::Result<WasiCtx> {
         let mut builder = WasiCtx::builder();
         builder
             .stdout(stdout)

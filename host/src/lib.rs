@@ -18,5 +18,6 @@ pub mod convert;
 pub mod dispatch;
 pub mod endpoint;
 pub mod guest_api;
+pub mod guest_output;
 pub mod sandbox;
 pub mod server;

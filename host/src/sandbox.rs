@@ -6,6 +6,7 @@
 
 use crate::capabilities::Capabilities;
 use crate::guest_api::{self, CallInfo};
+use crate::guest_output::CapturedOutput;
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,13 +15,11 @@ use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
 };
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the ticker thread advances the epoch: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(5);
-/// Guest stdout/stderr kept per call, so a chatty guest cannot grow the host: a guest that writes
-/// more finds its output stream closed.
+/// Guest stdout/stderr kept per call, so a chatty guest cannot grow the host; the rest is dropped.
 const CAPTURE_BYTES: usize = 64 * 1024;
 /// How long past its deadline a call blocked in a host call (a WASI sleep...) is abandoned. Guest
 /// code itself is stopped by the epoch within one tick of the deadline.
@@ -191,8 +190,8 @@ impl Sandbox {
         limits: Limits,
         capabilities: &Capabilities,
     ) -> Result<Vec<Val>, GuestFailure> {
-        let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
-        let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let stdout = CapturedOutput::new(CAPTURE_BYTES);
+        let stderr = CapturedOutput::new(CAPTURE_BYTES);
         let wasi = capabilities
             .wasi(stdout.clone(), stderr.clone())
             .map_err(|e| GuestFailure::Setup(format!("{e:#}")))?;
@@ -233,8 +232,8 @@ impl Sandbox {
         // The epoch stops guest code; this also bounds time spent blocked in host calls.
         let outcome = tokio::time::timeout(limits.deadline + HOST_CALL_GRACE, run).await;
 
-        log_output(&call, "stdout", &stdout.contents());
-        log_output(&call, "stderr", &stderr.contents());
+        log_output(&call, "stdout", &stdout);
+        let (stderr, _) = log_output(&call, "stderr", &stderr);
         match outcome {
             Ok(Ok(results)) => Ok(results),
             Err(_elapsed) => Err(GuestFailure::Deadline(limits.deadline)),
@@ -244,7 +243,7 @@ impl Sandbox {
                 } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                     Err(GuestFailure::Deadline(limits.deadline))
                 } else {
-                    Err(GuestFailure::Trap(trap_message(&error, &stderr.contents())))
+                    Err(GuestFailure::Trap(trap_message(&error, &stderr)))
                 }
             }
         }
@@ -270,16 +269,22 @@ fn trap_message(error: &wasmtime::Error, stderr: &[u8]) -> String {
     }
 }
 
-fn log_output(call: &CallInfo, stream: &str, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return;
-    }
-    for line in String::from_utf8_lossy(bytes).lines() {
+/// Logs a captured stream line by line; returns what was kept and how much was dropped.
+fn log_output(call: &CallInfo, stream: &str, output: &CapturedOutput) -> (Vec<u8>, usize) {
+    let (bytes, dropped) = output.contents();
+    let request_id = call.request_id().unwrap_or("-");
+    for line in String::from_utf8_lossy(&bytes).lines() {
         tracing::info!(
-            endpoint = %call.endpoint, method = %call.method,
-            request_id = call.request_id().unwrap_or("-"), stream, "{line}"
+            endpoint = %call.endpoint, method = %call.method, request_id, stream, "{line}"
         );
     }
+    if dropped > 0 {
+        tracing::warn!(
+            endpoint = %call.endpoint, method = %call.method, request_id, stream,
+            "guest output truncated: {dropped} bytes past the first {CAPTURE_BYTES} dropped"
+        );
+    }
+    (bytes, dropped)
 }
 
 /// A component starts with the preamble `\0asm` + version 0x0d + layer 1; a core module has layer 0.
