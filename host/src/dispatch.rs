@@ -80,11 +80,10 @@ impl Dispatcher {
                 if let Some(method) = endpoint.methods.get(&request.method) {
                     let max = endpoint.limits.max_request_bytes;
                     if body_len > max {
-                        return Err(Failure::new(
-                            REQUEST_TOO_LARGE_CLASS,
-                            FJORD_MODULE,
-                            format!("the request is {body_len} bytes, more than the {max} bytes {} accepts", method.name),
-                        ));
+                        let name = &method.name;
+                        let message =
+                            format!("the request is {body_len} bytes, more than the {max} bytes {name} accepts");
+                        return Err(Failure::new(REQUEST_TOO_LARGE_CLASS, FJORD_MODULE, message));
                     }
                     let outcome = self.call(endpoint, method, request).await;
                     let max = endpoint.limits.max_reply_bytes;
