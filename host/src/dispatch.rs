@@ -252,3 +252,38 @@ fn guest_failure(failure: GuestFailure) -> Failure {
     };
     Failure::new(class, FJORD_MODULE, failure.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn replies_over_the_limit_become_reply_too_large() {
+        let small = Ok(json!({"a": [1, 2, 3]}));
+        assert!(
+            reply_too_large(&small, 17).is_none(),
+            "exactly 17 bytes of JSON"
+        );
+        let failure = reply_too_large(&small, 12).unwrap();
+        assert_eq!(
+            (failure.class.as_str(), failure.module.as_str()),
+            ("ReplyTooLarge", "fjord")
+        );
+        assert!(failure.message.contains("result") && failure.message.contains("12 bytes"));
+        let long_error = Err(Failure::new("EndpointError", "m", "e".repeat(100)));
+        assert!(reply_too_large(&long_error, 100).is_none());
+        let failure = reply_too_large(&long_error, 99).unwrap();
+        assert!(
+            failure.message.contains("error message"),
+            "{}",
+            failure.message
+        );
+        let big = json!(["x".repeat(1 << 20), "y".repeat(1 << 20)]);
+        assert!(json_len(&big, 10) > 10);
+        assert!(
+            json_len(&big, 10) < 2 << 20,
+            "counting stops once past the limit"
+        );
+    }
+}
