@@ -16,6 +16,7 @@ fn refused(config_text: &str) -> String {
 #[test]
 fn resource_parameters_are_refused_naming_the_function() {
     let log = refused(&config(&[("t", "s", &path_item(&wasm("resourceful")))]));
+    assert_eq!(log.trim().lines().count(), 1, "one line: {log}");
     assert!(log.contains("use-counter"), "{log}");
     assert!(log.contains("resourceful.wasm"), "{log}");
     assert!(log.contains("resource"), "{log}");
@@ -24,6 +25,7 @@ fn resource_parameters_are_refused_naming_the_function() {
 #[test]
 fn missing_and_invalid_files() {
     let log = refused(&config(&[("t", "s", "\"/nonexistent/missing.wasm\"")]));
+    assert_eq!(log.trim().lines().count(), 1, "one line: {log}");
     assert!(log.contains("/nonexistent/missing.wasm"), "{log}");
     let not_wasm = workspace().join("README.md");
     let log = refused(&config(&[("t", "s", &path_item(&not_wasm))]));
