@@ -52,6 +52,11 @@ class CalcEndpoint:
         c = _ctx_dict(ctxt)
         emit({"method": "stop", "args": kwargs, "ctxt_keys": sorted(c), "ctxt": c})
 
+    def slow(self, ctxt, seconds):
+        """Sleeps: oslo's server sends call-monitor heartbeats meanwhile."""
+        time.sleep(seconds)
+        return seconds
+
     def _secret(self, ctxt):
         return "secret"
 

@@ -549,7 +549,12 @@ impl RpcClient {
             msg_id: msg_id.clone(),
         };
         let send = self.send_call(ctx, method, args, &msg_id);
-        match tokio::time::timeout_at(deadline, send).await {
+        // A call no server takes fails when the monitor runs out, as when nobody heartbeats.
+        let send_deadline = match self.call_monitor_timeout {
+            Some(m) => deadline.min(Instant::now() + m),
+            None => deadline,
+        };
+        match tokio::time::timeout_at(send_deadline, send).await {
             Ok(sent) => sent?,
             Err(_) => return Err(MessagingTimeout { msg_id }.into()),
         }
@@ -764,7 +769,8 @@ impl Prepare {
 
     /// Requires the server to send heartbeats while a call runs (oslo's `call_monitor_timeout`):
     /// the call fails with [`MessagingTimeout`] when none came for this long, and may run up to
-    /// its timeout as long as they come.
+    /// its timeout as long as they come. Servers heartbeat every `floor(timeout) / 2` seconds
+    /// and ignore values under 2 s, as oslo's do.
     ///
     /// ```no_run
     /// # fn f(c: fjord_client::RpcClient) {

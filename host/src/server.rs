@@ -396,10 +396,15 @@ impl Listener {
         tokio::spawn(async move {
             // oslo's call monitor: while the method runs, tell a caller that asked for it
             // (`_timeout`) every half of its timeout that the call is still alive.
-            let heartbeat = match (&request.msg_id, &request.reply_q, request.timeout) {
-                (Some(msg_id), Some(reply_q), Some(t)) if t > 0.0 && t.is_finite() => {
+            // As oslo's dispatcher: whole seconds, and an interval under 1 s is ignored.
+            let interval = request
+                .timeout
+                .filter(|t| t.is_finite())
+                .map(|t| t.trunc() / 2.0);
+            let heartbeat = match (&request.msg_id, &request.reply_q, interval) {
+                (Some(msg_id), Some(reply_q), Some(i)) if i >= 1.0 => {
                     let (me, msg_id, reply_q) = (self.clone(), msg_id.clone(), reply_q.clone());
-                    let every = Duration::from_secs_f64((t / 2.0).max(0.05));
+                    let every = Duration::from_secs_f64(i);
                     Some(tokio::spawn(async move {
                         let mut tick = tokio::time::interval(every);
                         tick.tick().await;

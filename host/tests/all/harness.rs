@@ -139,6 +139,11 @@ impl Host {
 }
 
 impl Host {
+    /// The process id, for sending signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the host at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
