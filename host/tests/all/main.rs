@@ -6,6 +6,7 @@ mod convert;
 mod faults;
 mod harness;
 mod interop;
+mod queue_options;
 mod resilience;
 mod rpc;
 mod startup;

@@ -3,11 +3,8 @@
 
 use crate::broker::Broker;
 use crate::harness::{config, path_item, unique, wasm, workspace, Host, URL};
-#[path = "../../../client/tests/support/python.rs"]
-#[allow(dead_code)]
-mod python;
+use crate::interop::python::{python, PyServer};
 use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl};
-use python::{python, PyServer};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::io::Write;
