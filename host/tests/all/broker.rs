@@ -154,6 +154,16 @@ impl Broker {
         }
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`...) to the broker's Erlang VM.
+    pub fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
+        let status = Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// SIGKILLs the broker's Erlang VM.
     pub fn kill(&self) {
         let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();

@@ -136,7 +136,8 @@ fn connection_pid(broker: &Broker, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_suite() {
     let broker = Arc::new(Broker::start());
-    let url = broker.url();
+    // A short AMQP heartbeat, so that a frozen broker is noticed within seconds.
+    let url = format!("{}?heartbeat_timeout_threshold=2", broker.url());
     let topic = unique("faults");
     let mut host_a = Host::start(&host_config(&url, &topic, "a"));
     let host_b = Host::start(&host_config(&url, &topic, "b"));
@@ -170,6 +171,25 @@ async fn fault_injection_suite() {
             b.launch();
         })
         .await,
+    );
+    let b = broker.clone();
+    lines.push(
+        under_load(
+            "broker frozen 6 s (SIGSTOP; heartbeat 2 s)",
+            &client,
+            move || {
+                b.signal("-STOP");
+                std::thread::sleep(Duration::from_secs(6));
+                b.signal("-CONT");
+            },
+        )
+        .await,
+    );
+    // The AMQP heartbeat noticed the frozen broker (lapin closes after 2 missed intervals).
+    let log = host_b.log();
+    assert!(
+        log.contains("no heartbeat received from server for too long"),
+        "{log}"
     );
     let b = broker.clone();
     lines.push(
