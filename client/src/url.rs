@@ -491,6 +491,16 @@ mod tests {
     }
 
     #[test]
+    fn amqps_means_tls() {
+        let u = TransportUrl::parse("amqps://u:p@h:5671/").unwrap();
+        assert!(u.options.ssl);
+        assert_eq!(u.amqp_uri(0).unwrap().scheme, AMQPScheme::AMQPS);
+        let off = TransportUrl::parse("amqps://u:p@h:5671/?ssl=0").unwrap();
+        assert!(!off.options.ssl);
+        assert!(!TransportUrl::parse("amqp://h/").unwrap().options.ssl);
+    }
+
+    #[test]
     fn simple_url() {
         let u = p("rabbit://guest:guest@127.0.0.1:5672/");
         assert_eq!(

@@ -20,6 +20,8 @@ struct Tally {
     lost: u64,
     wrong: u64,
     successes: Vec<Instant>,
+    /// The slowest call that failed with `Disconnected` (nothing could be published).
+    slowest_disconnected: Duration,
 }
 
 /// Calls `add` in a loop until `stop`, recording every outcome.
@@ -28,6 +30,7 @@ async fn worker(client: RpcClient, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally
     let ctx = Map::new();
     while !stop.load(Ordering::SeqCst) {
         i += 1;
+        let started = Instant::now();
         let call = client.call::<i64>(&ctx, "add", json!({"a": i, "b": 1}));
         let outcome = tokio::time::timeout(CALL_TIMEOUT + Duration::from_secs(1), call).await;
         let failed = {
@@ -39,6 +42,10 @@ async fn worker(client: RpcClient, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally
                     t.successes.push(Instant::now());
                 }
                 Ok(Ok(_)) => t.wrong += 1,
+                Ok(Err(RpcError::Disconnected(_))) => {
+                    t.failed += 1;
+                    t.slowest_disconnected = t.slowest_disconnected.max(started.elapsed());
+                }
                 Ok(Err(_)) => t.failed += 1,
             }
             matches!(outcome, Ok(Err(_)))
@@ -62,7 +69,8 @@ impl std::fmt::Display for Line {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<40} answered {:>5} / failed visibly {:>4} / lost {} (wrong {}); back after {}",
+            "{:<44} answered {:>5} / failed visibly {:>4} / lost {} (wrong {}); back after {}; \
+             slowest unpublishable call failed in {:.2} s",
             self.name,
             self.tally.answered,
             self.tally.failed,
@@ -71,7 +79,8 @@ impl std::fmt::Display for Line {
             match self.back {
                 Some(b) => format!("{:.2} s", b.as_secs_f64()),
                 None => "never".into(),
-            }
+            },
+            self.tally.slowest_disconnected.as_secs_f64()
         )
     }
 }
@@ -290,10 +299,16 @@ async fn fault_injection_suite() {
         .await,
     );
 
-    println!("\nfault                                    accounting");
+    println!("\nfault                                        accounting");
     for line in &lines {
         println!("{line}");
     }
+    // While the broker is stopped, a call that cannot be published fails at once.
+    assert!(
+        lines[0].tally.slowest_disconnected < Duration::from_secs(1),
+        "{}",
+        lines[0]
+    );
     for line in &lines {
         assert_eq!(line.tally.lost, 0, "{line}");
         assert_eq!(line.tally.wrong, 0, "{line}");
