@@ -8,7 +8,7 @@ Usage:
 Case mode reads one JSON object per line from stdin:
     {"id": "x", "kind": "call"|"cast", "method": "add", "args": {...},
      "version": "1.0"?, "namespace": "..."?, "server": "..."?, "fanout": bool?,
-     "timeout": secs?, "retry": n?, "exchange": "..."?, "context": {...}?}
+     "timeout": secs?, "call_monitor_timeout": secs?, "retry": n?, "exchange": "..."?, "context": {...}?}
 and prints one JSON line per case on stdout (stderr carries oslo's own logging):
     {"id": "x", "result": 5}
     {"id": "x", "exception": "TypeError", "exc_type": null, "message": "...", "module": "builtins"}
@@ -39,7 +39,8 @@ import oslo_messaging
 
 _REMOTE_POSTFIX = "_Remote"
 
-PREPARE_KEYS = ("version", "namespace", "server", "fanout", "timeout", "retry", "exchange")
+PREPARE_KEYS = ("version", "namespace", "server", "fanout", "timeout", "retry", "exchange",
+                "call_monitor_timeout")
 
 
 def emit(obj):

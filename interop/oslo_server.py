@@ -52,6 +52,11 @@ class CalcEndpoint:
         c = _ctx_dict(ctxt)
         emit({"method": "stop", "args": kwargs, "ctxt_keys": sorted(c), "ctxt": c})
 
+    def slow(self, ctxt, seconds):
+        """Sleeps: oslo's server sends call-monitor heartbeats meanwhile."""
+        time.sleep(seconds)
+        return seconds
+
     def _secret(self, ctxt):
         return "secret"
 
@@ -72,7 +77,9 @@ def main():
     server = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("FJORD_SERVER", "server1")
 
     # 18.3.1 needs the global CONF: its tracing options are registered only there.
-    cfg.CONF([], project="fjord-interop")
+    # FJORD_OSLO_CONFIG names an oslo config file ([oslo_messaging_rabbit] queue options...).
+    config = os.environ.get("FJORD_OSLO_CONFIG")
+    cfg.CONF(["--config-file", config] if config else [], project="fjord-interop")
     transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
     target = oslo_messaging.Target(topic=topic, server=server)
     rpc_server = oslo_messaging.get_rpc_server(

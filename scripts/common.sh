@@ -72,3 +72,11 @@ build_guests() {
     say "building guest components: ${pkgs[*]}"
     (cd "$ROOT" && cargo build --release --target "$GUEST_TARGET" "${args[@]}")
 }
+
+# The fault-injection and TLS tests start a private RabbitMQ node and make certificates.
+ensure_fault_tools() {
+    command -v openssl >/dev/null 2>&1 \
+        || die "openssl is missing (the TLS test makes certificates; on Debian/Ubuntu: apt-get install openssl)"
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
+        || die "rabbitmq-server is missing (the fault tests start a private node)"
+}

@@ -71,6 +71,29 @@ pub async fn connect(
     url: &TransportUrl,
     connection_name: &str,
 ) -> Result<Connection, ConnectError> {
+    connect_logging(url, connection_name, true).await
+}
+
+/// Like [`connect`], but each host's failure is logged at debug level only: reconnecting
+/// during an outage logs one line for the whole outage (see [`crate::reconnect::Outage`]).
+///
+/// ```no_run
+/// # async fn f(url: fjord_client::TransportUrl) {
+/// let _ = fjord_client::connection::reconnect(&url, "my-service").await;
+/// # }
+/// ```
+pub async fn reconnect(
+    url: &TransportUrl,
+    connection_name: &str,
+) -> Result<Connection, ConnectError> {
+    connect_logging(url, connection_name, false).await
+}
+
+async fn connect_logging(
+    url: &TransportUrl,
+    connection_name: &str,
+    loud: bool,
+) -> Result<Connection, ConnectError> {
     let tls = tls_config(url)?;
     let mut attempts = Vec::new();
     for index in shuffled(url.hosts.len()) {
@@ -99,13 +122,21 @@ pub async fn connect(
         .await;
         let reason = match attempt {
             Ok(Ok(connection)) => {
-                tracing::info!(%address, "connected to RabbitMQ");
+                if loud {
+                    tracing::info!(%address, "connected to RabbitMQ");
+                } else {
+                    tracing::debug!(%address, "connected to RabbitMQ");
+                }
                 return Ok(connection);
             }
             Ok(Err(e)) => describe(&e, &password),
             Err(_) => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
         };
-        tracing::warn!(%address, %reason, "cannot connect to RabbitMQ");
+        if loud {
+            tracing::warn!(%address, %reason, "cannot connect to RabbitMQ");
+        } else {
+            tracing::debug!(%address, %reason, "cannot connect to RabbitMQ");
+        }
         attempts.push(ConnectAttempt { address, reason });
     }
     Err(ConnectError::Unreachable(attempts))

@@ -34,6 +34,7 @@ pub mod envelope;
 pub mod failure;
 pub mod inspect;
 pub mod names;
+pub mod reconnect;
 pub mod rpc;
 pub mod target;
 pub mod topology;

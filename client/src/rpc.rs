@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,11 +12,13 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use tokio::sync::{oneshot, OnceCell};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::connection::{connect, ConnectError};
+use crate::connection::{connect, reconnect, ConnectError};
 use crate::envelope::{new_id, Reply, Request};
 use crate::failure::RemoteError;
+use crate::reconnect::{Backoff, Outage};
 use crate::target::Target;
 use crate::topology::{
     declare_fanout_exchange_with, declare_reply_queue, declare_topic_exchange,
@@ -63,24 +66,78 @@ pub enum RpcError {
     /// An AMQP operation failed.
     #[error("AMQP error: {0}")]
     Amqp(#[from] lapin::Error),
-    /// The reply consumer stopped (connection lost).
+    /// The reply consumer stopped (connection lost or reply queue deleted) while the call waited.
     #[error("the reply queue consumer stopped; the connection to RabbitMQ is probably lost")]
     ReplyConsumerGone,
+    /// RabbitMQ is unreachable (or blocks publishing): nothing was sent.
+    #[error("not connected to RabbitMQ: {0}")]
+    Disconnected(String),
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
+/// Where each waiting call receives its replies: heartbeats (`ending: false`) and the final one.
+type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>>;
+
+/// Backoff between reconnection attempts: a call during an outage fails at once instead of
+/// every caller hammering a broker that is down.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// Pause before publishing again a call no server queue took.
+const UNROUTABLE_RETRY: Duration = Duration::from_millis(100);
+
+/// One AMQP connection and what lives on it; replaced as a whole when the connection is lost.
+struct Session {
+    connection: Connection,
+    /// Publishing channel, in confirm mode.
+    channel: Channel,
+    /// Whether the reply consumer runs on this session.
+    replies_alive: Arc<AtomicBool>,
+}
+
+impl Session {
+    async fn open(connection: Connection) -> Result<Session, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Session {
+            connection,
+            channel,
+            replies_alive: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn usable(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+}
+
+/// The connection state guarded by one lock: the live session, and the reconnect bookkeeping.
+struct Link {
+    session: Option<Arc<Session>>,
+    backoff: Backoff,
+    /// No reconnection attempt before this instant.
+    next_attempt: Option<Instant>,
+    last_error: String,
+    outage: Outage,
+}
 
 struct Inner {
-    connection: Connection,
-    channel: Channel,
+    /// `None` for a transport made from a connection: it cannot reconnect.
+    url: Option<TransportUrl>,
+    link: tokio::sync::Mutex<Link>,
     options: TransportOptions,
     control_exchange: String,
-    reply_queue: OnceCell<String>,
+    /// `reply_<uuid4 hex>`, the same across reconnections, declared on the first call.
+    reply_queue: String,
     pending: Pending,
 }
 
 /// A connection to RabbitMQ shared by [`RpcClient`]s: one publishing channel with publisher
 /// confirms and one reply queue (`reply_<uuid4 hex>`) declared on the first call.
+///
+/// When the connection drops, the next call reconnects (hosts of the URL tried in turn, backoff
+/// with jitter) and re-declares the reply queue; calls made while RabbitMQ is unreachable fail
+/// at once with [`RpcError::Disconnected`].
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -97,7 +154,7 @@ impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
             .field("control_exchange", &self.inner.control_exchange)
-            .field("reply_queue", &self.inner.reply_queue.get())
+            .field("reply_queue", &self.inner.reply_queue)
             .finish()
     }
 }
@@ -137,10 +194,17 @@ impl Transport {
         control_exchange: &str,
     ) -> Result<Transport, TransportError> {
         let connection = connect(url, "fjord-client").await?;
-        Ok(Transport::from_connection(connection, url.options.clone(), control_exchange).await?)
+        let session = Session::open(connection).await?;
+        Ok(Transport::new(
+            Some(url.clone()),
+            session,
+            url.options.clone(),
+            control_exchange,
+        ))
     }
 
-    /// Wraps an open connection (opens the publishing channel in confirm mode).
+    /// Wraps an open connection (opens the publishing channel in confirm mode). Such a
+    /// transport cannot reconnect: once the connection is lost, calls fail.
     ///
     /// ```no_run
     /// # async fn f(conn: lapin::Connection) -> Result<(), lapin::Error> {
@@ -152,20 +216,32 @@ impl Transport {
         options: TransportOptions,
         control_exchange: &str,
     ) -> Result<Transport, lapin::Error> {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(Transport {
+        let session = Session::open(connection).await?;
+        Ok(Transport::new(None, session, options, control_exchange))
+    }
+
+    fn new(
+        url: Option<TransportUrl>,
+        session: Session,
+        options: TransportOptions,
+        control_exchange: &str,
+    ) -> Transport {
+        Transport {
             inner: Arc::new(Inner {
-                connection,
-                channel,
+                url,
+                link: tokio::sync::Mutex::new(Link {
+                    session: Some(Arc::new(session)),
+                    backoff: Backoff::new(RECONNECT_FIRST, RECONNECT_MAX),
+                    next_attempt: None,
+                    last_error: String::new(),
+                    outage: Outage::default(),
+                }),
                 options,
                 control_exchange: control_exchange.to_string(),
-                reply_queue: OnceCell::new(),
+                reply_queue: format!("reply_{}", new_id()),
                 pending: Arc::new(Mutex::new(HashMap::new())),
             }),
-        })
+        }
     }
 
     /// The control exchange used when a target names none.
@@ -177,13 +253,26 @@ impl Transport {
         &self.inner.control_exchange
     }
 
-    /// The underlying AMQP connection.
+    /// The name of this transport's reply queue (declared on the first call).
     ///
     /// ```no_run
-    /// # fn f(t: fjord_client::Transport) { let _ = t.connection().status(); }
+    /// # fn f(t: fjord_client::Transport) { assert!(t.reply_queue_name().starts_with("reply_")); }
     /// ```
-    pub fn connection(&self) -> &Connection {
-        &self.inner.connection
+    pub fn reply_queue_name(&self) -> &str {
+        &self.inner.reply_queue
+    }
+
+    /// Opens a new channel on the current connection (reconnecting if needed), for callers
+    /// that speak AMQP directly.
+    ///
+    /// ```no_run
+    /// # async fn f(t: fjord_client::Transport) -> Result<(), fjord_client::RpcError> {
+    /// let channel = t.open_channel().await?;
+    /// # let _ = channel; Ok(()) }
+    /// ```
+    pub async fn open_channel(&self) -> Result<Channel, RpcError> {
+        let session = self.session(false).await?;
+        Ok(session.connection.create_channel().await?)
     }
 
     /// Closes the connection (the reply queue then expires after `x-expires`).
@@ -192,46 +281,119 @@ impl Transport {
     /// # async fn f(t: fjord_client::Transport) { let _ = t.close().await; }
     /// ```
     pub async fn close(&self) -> Result<(), lapin::Error> {
-        self.inner
-            .connection
-            .close(200, ShortString::from("fjord client closing"))
-            .await
+        let session = self.inner.link.lock().await.session.take();
+        match session {
+            Some(s) => {
+                s.connection
+                    .close(200, ShortString::from("fjord client closing"))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
-    /// The reply queue name, declaring it and starting its consumer on first use.
-    async fn reply_queue(&self) -> Result<String, RpcError> {
+    /// The live session, reconnecting first when the connection is gone; with `replies`, its
+    /// reply consumer runs too (re-declaring the reply queue after a loss).
+    async fn session(&self, replies: bool) -> Result<Arc<Session>, RpcError> {
         let inner = &self.inner;
-        let name = inner
-            .reply_queue
-            .get_or_try_init(|| async {
-                let name = format!("reply_{}", new_id());
-                // A channel of its own, so a consumer problem never blocks publishing.
-                let channel = inner.connection.create_channel().await?;
-                declare_reply_queue(&channel, &name, &inner.options).await?;
-                let consumer = channel
-                    .basic_consume(
-                        ShortString::from(name.as_str()),
-                        ShortString::from(name.as_str()),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                tokio::spawn(route_replies(consumer, channel, inner.pending.clone()));
-                tracing::debug!(queue = %name, "reply queue ready");
-                Ok::<String, lapin::Error>(name)
-            })
+        let mut link = inner.link.lock().await;
+        let usable = link.session.as_ref().filter(|s| s.usable()).cloned();
+        let session = match usable {
+            Some(s) => s,
+            None => {
+                if let Some(old) = link.session.take() {
+                    link.outage
+                        .begin("the connection was closed", "fjord-client");
+                    if old.connection.status().connected() {
+                        let _ = old
+                            .connection
+                            .close(200, ShortString::from("reconnecting"))
+                            .await;
+                    }
+                }
+                let Some(url) = &inner.url else {
+                    return Err(RpcError::Disconnected(
+                        "the connection is closed and this transport cannot reconnect".into(),
+                    ));
+                };
+                if let Some(at) = link.next_attempt {
+                    if Instant::now() < at {
+                        return Err(RpcError::Disconnected(link.last_error.clone()));
+                    }
+                }
+                let opened = match reconnect(url, "fjord-client").await {
+                    Ok(connection) => Session::open(connection).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match opened {
+                    Ok(session) => {
+                        link.backoff.reset();
+                        link.next_attempt = None;
+                        link.outage.end("fjord-client");
+                        let session = Arc::new(session);
+                        link.session = Some(session.clone());
+                        session
+                    }
+                    Err(reason) => {
+                        link.outage.begin(&reason, "fjord-client");
+                        link.next_attempt = Some(Instant::now() + link.backoff.next_delay());
+                        link.last_error = reason.clone();
+                        return Err(RpcError::Disconnected(reason));
+                    }
+                }
+            }
+        };
+        if session.connection.status().blocked() {
+            // A resource alarm: publishing would hang until it clears.
+            return Err(RpcError::Disconnected(
+                "RabbitMQ blocks publishing (resource alarm)".into(),
+            ));
+        }
+        if replies && !session.replies_alive.load(Ordering::SeqCst) {
+            self.start_replies(&session).await?;
+        }
+        Ok(session)
+    }
+
+    /// Declares the reply queue and starts its consumer on `session`.
+    async fn start_replies(&self, session: &Session) -> Result<(), RpcError> {
+        let inner = &self.inner;
+        let name = inner.reply_queue.as_str();
+        // A channel of its own, so a consumer problem never blocks publishing.
+        let channel = session.connection.create_channel().await?;
+        declare_reply_queue(&channel, name, &inner.options).await?;
+        let consumer = channel
+            .basic_consume(
+                ShortString::from(name),
+                ShortString::from(name),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
-        Ok(name.clone())
+        session.replies_alive.store(true, Ordering::SeqCst);
+        tokio::spawn(route_replies(
+            consumer,
+            channel,
+            inner.pending.clone(),
+            session.replies_alive.clone(),
+        ));
+        tracing::debug!(queue = %name, "reply queue ready");
+        Ok(())
     }
 }
 
-/// Hands each final reply to the call waiting for its `_msg_id`.
-async fn route_replies(mut consumer: lapin::Consumer, _channel: Channel, pending: Pending) {
+/// Hands each reply to the call waiting for its `_msg_id`.
+async fn route_replies(
+    mut consumer: lapin::Consumer,
+    _channel: Channel,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+) {
     while let Some(delivery) = consumer.next().await {
         let delivery = match delivery {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "reply consumer failed");
+                tracing::debug!(error = %e, "reply consumer failed");
                 break;
             }
         };
@@ -245,13 +407,9 @@ async fn route_replies(mut consumer: lapin::Consumer, _channel: Channel, pending
                 continue;
             }
         };
-        if !reply.ending {
-            // A heartbeat: the server still works on it. The deadline stays as oslo's does.
-            continue;
-        }
         let waiter = match pending.lock() {
-            Ok(mut p) => p.remove(&reply.msg_id),
-            Err(poisoned) => poisoned.into_inner().remove(&reply.msg_id),
+            Ok(p) => p.get(&reply.msg_id).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&reply.msg_id).cloned(),
         };
         match waiter {
             Some(tx) => {
@@ -260,7 +418,9 @@ async fn route_replies(mut consumer: lapin::Consumer, _channel: Channel, pending
             None => tracing::debug!(msg_id = %reply.msg_id, "dropping a reply nobody waits for"),
         }
     }
-    // Wake every waiting call: their sender is dropped, so they fail fast.
+    // The next call re-declares the queue and consumes again (no permanently deaf caller).
+    alive.store(false, Ordering::SeqCst);
+    // Wake every waiting call: their sender is dropped, so they fail fast and visibly.
     match pending.lock() {
         Ok(mut p) => p.clear(),
         Err(poisoned) => poisoned.into_inner().clear(),
@@ -299,6 +459,7 @@ pub struct RpcClient {
     transport: Transport,
     target: Target,
     timeout: Duration,
+    call_monitor_timeout: Option<Duration>,
 }
 
 impl RpcClient {
@@ -314,6 +475,7 @@ impl RpcClient {
             transport,
             target,
             timeout: DEFAULT_TIMEOUT,
+            call_monitor_timeout: None,
         }
     }
 
@@ -371,16 +533,13 @@ impl RpcClient {
             ));
         }
         let args = args_object(args.into())?;
+        // Nothing a call does may take longer than its timeout: reconnecting, publishing
+        // (a blocked connection), waiting.
+        let deadline = Instant::now() + self.timeout;
         let transport = &self.transport;
-        let reply_q = transport.reply_queue().await?;
-
-        let mut request = self.request(ctx, method, args);
         let msg_id = new_id();
-        request.msg_id = Some(msg_id.clone());
-        request.reply_q = Some(reply_q);
-
         // Register before publishing: a fast reply must find its waiter.
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = mpsc::unbounded_channel();
         match transport.inner.pending.lock() {
             Ok(mut p) => p.insert(msg_id.clone(), tx),
             Err(poisoned) => poisoned.into_inner().insert(msg_id.clone(), tx),
@@ -389,32 +548,82 @@ impl RpcClient {
             pending: transport.inner.pending.clone(),
             msg_id: msg_id.clone(),
         };
-
-        let exchange = self.exchange();
-        let routing_key = self.target.routing_key();
-        tracing::debug!(%exchange, %routing_key, %method, %msg_id, "call");
-        let channel = &transport.inner.channel;
-        declare_topic_exchange(channel, exchange, &transport.inner.options).await?;
-        let expiration = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        publish(
-            channel,
-            exchange,
-            &routing_key,
-            &request.encode(),
-            Some(expiration),
-            false,
-        )
-        .await?;
-
-        let reply = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => return Err(RpcError::ReplyConsumerGone),
+        let send = self.send_call(ctx, method, args, &msg_id);
+        // A call no server takes fails when the monitor runs out, as when nobody heartbeats.
+        let send_deadline = match self.call_monitor_timeout {
+            Some(m) => deadline.min(Instant::now() + m),
+            None => deadline,
+        };
+        match tokio::time::timeout_at(send_deadline, send).await {
+            Ok(sent) => sent?,
             Err(_) => return Err(MessagingTimeout { msg_id }.into()),
+        }
+        // With a call-monitor timeout, the server's heartbeats must keep coming (oslo's wait()).
+        let monitor = self.call_monitor_timeout;
+        let mut heard = Instant::now();
+        let reply = loop {
+            let until = match monitor {
+                Some(m) => deadline.min(heard + m),
+                None => deadline,
+            };
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(reply)) if !reply.ending => {
+                    tracing::debug!(%msg_id, "call-monitor heartbeat");
+                    heard = Instant::now();
+                }
+                Ok(Some(reply)) => break reply,
+                Ok(None) => return Err(RpcError::ReplyConsumerGone),
+                Err(_) => return Err(MessagingTimeout { msg_id }.into()),
+            }
         };
         if let Some(failure) = reply.failure {
             return Err(RemoteError::from(failure).into());
         }
         serde_json::from_value(reply.result).map_err(RpcError::BadResult)
+    }
+
+    /// Publishes a call whose waiter is registered.
+    async fn send_call(
+        &self,
+        ctx: &Map<String, Value>,
+        method: &str,
+        args: Map<String, Value>,
+        msg_id: &str,
+    ) -> Result<(), RpcError> {
+        let transport = &self.transport;
+        let session = transport.session(true).await?;
+        let mut request = self.request(ctx, method, args);
+        request.msg_id = Some(msg_id.to_string());
+        request.reply_q = Some(transport.inner.reply_queue.clone());
+        request.timeout = self.call_monitor_timeout.map(|d| d.as_secs_f64());
+
+        let exchange = self.exchange();
+        let routing_key = self.target.routing_key();
+        tracing::debug!(%exchange, %routing_key, %method, %msg_id, "call");
+        let channel = &session.channel;
+        declare_topic_exchange(channel, exchange, &transport.inner.options).await?;
+        let expiration = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let body = request.encode();
+        // Mandatory: while no server queue is bound (servers re-declaring after a broker
+        // restart) the broker returns the call, and it is sent again shortly; with no server
+        // at all it ends in a MessagingTimeout at the call's deadline, as in oslo.
+        loop {
+            let sent = publish(
+                channel,
+                exchange,
+                &routing_key,
+                &body,
+                Some(expiration),
+                true,
+            )
+            .await;
+            match sent {
+                Err(PublishError::Unroutable(_)) => {
+                    tokio::time::sleep(UNROUTABLE_RETRY).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Sends `method` without waiting for a result; to every server when the target is fanout.
@@ -433,27 +642,20 @@ impl RpcClient {
         let args = args_object(args.into())?;
         let request = self.request(ctx, method, args);
         let inner = &self.transport.inner;
+        let session = self.transport.session(false).await?;
+        let channel = &session.channel;
         if self.target.fanout {
-            declare_fanout_exchange_with(&inner.channel, &self.target.topic, &inner.options)
-                .await?;
+            declare_fanout_exchange_with(channel, &self.target.topic, &inner.options).await?;
             let exchange = fanout_exchange_name(&self.target.topic);
             tracing::debug!(%exchange, %method, "fanout cast");
-            publish(
-                &inner.channel,
-                &exchange,
-                "",
-                &request.encode(),
-                None,
-                false,
-            )
-            .await?;
+            publish(channel, &exchange, "", &request.encode(), None, false).await?;
         } else {
             let exchange = self.exchange();
             let routing_key = self.target.routing_key();
             tracing::debug!(%exchange, %routing_key, %method, "cast");
-            declare_topic_exchange(&inner.channel, exchange, &inner.options).await?;
+            declare_topic_exchange(channel, exchange, &inner.options).await?;
             publish(
-                &inner.channel,
+                channel,
                 exchange,
                 &routing_key,
                 &request.encode(),
@@ -562,6 +764,22 @@ impl Prepare {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Prepare {
         self.client.timeout = timeout;
+        self
+    }
+
+    /// Requires the server to send heartbeats while a call runs (oslo's `call_monitor_timeout`):
+    /// the call fails with [`MessagingTimeout`] when none came for this long, and may run up to
+    /// its timeout as long as they come. Servers heartbeat every `floor(timeout) / 2` seconds
+    /// and ignore values under 2 s, as oslo's do.
+    ///
+    /// ```no_run
+    /// # fn f(c: fjord_client::RpcClient) {
+    /// use std::time::Duration;
+    /// let _ = c.prepare().timeout(Duration::from_secs(600)).call_monitor_timeout(Duration::from_secs(10)).build();
+    /// # }
+    /// ```
+    pub fn call_monitor_timeout(mut self, timeout: Duration) -> Prepare {
+        self.client.call_monitor_timeout = Some(timeout);
         self
     }
 

@@ -168,6 +168,28 @@ pub async fn declare_server_queues(
     server: &str,
     options: &TransportOptions,
 ) -> Result<ServerQueues, lapin::Error> {
+    let fanout = format!("{topic}_fanout_{}", new_id());
+    declare_server_queues_named(channel, exchange, topic, server, &fanout, options).await
+}
+
+/// [`declare_server_queues`] with the fanout queue's name given: a server re-declaring its
+/// queues after a reconnection keeps its fanout queue, as kombu does.
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// let q = fjord_client::topology::declare_server_queues_named(
+///     ch, "openstack", "test", "server1", "test_fanout_0123", &Default::default()).await?;
+/// assert_eq!(q.fanout, "test_fanout_0123");
+/// # Ok(()) }
+/// ```
+pub async fn declare_server_queues_named(
+    channel: &Channel,
+    exchange: &str,
+    topic: &str,
+    server: &str,
+    fanout: &str,
+    options: &TransportOptions,
+) -> Result<ServerQueues, lapin::Error> {
     declare_topic_exchange(channel, exchange, options).await?;
     let topic_queue_options = QueueDeclareOptions {
         durable: options.durable(),
@@ -195,10 +217,9 @@ pub async fn declare_server_queues(
     }
 
     declare_fanout_exchange_with(channel, topic, options).await?;
-    let fanout = format!("{topic}_fanout_{}", new_id());
     channel
         .queue_declare(
-            ShortString::from(fanout.as_str()),
+            ShortString::from(fanout),
             QueueDeclareOptions {
                 durable: options.rabbit_transient_quorum_queue,
                 ..QueueDeclareOptions::default()
@@ -208,7 +229,7 @@ pub async fn declare_server_queues(
         .await?;
     channel
         .queue_bind(
-            ShortString::from(fanout.as_str()),
+            ShortString::from(fanout),
             ShortString::from(fanout_exchange_name(topic)),
             ShortString::from(topic),
             QueueBindOptions::default(),
@@ -219,7 +240,7 @@ pub async fn declare_server_queues(
     Ok(ServerQueues {
         topic: topic.to_string(),
         server: server_key,
-        fanout,
+        fanout: fanout.to_string(),
     })
 }
 

@@ -26,7 +26,9 @@ pub enum UrlError {
     #[error("invalid transport URL: no scheme (expected rabbit://...)")]
     NoScheme,
     /// The scheme is not `rabbit` or `amqp`.
-    #[error("invalid transport URL: unsupported scheme `{0}` (expected rabbit:// or amqp://)")]
+    #[error(
+        "invalid transport URL: unsupported scheme `{0}` (expected rabbit://, amqp:// or amqps://)"
+    )]
     UnsupportedScheme(String),
     /// A host part could not be parsed.
     #[error("invalid transport URL: bad host `{0}`")]
@@ -271,10 +273,12 @@ impl TransportUrl {
         if scheme.is_empty() {
             return Err(UrlError::NoScheme);
         }
-        match scheme.to_ascii_lowercase().as_str() {
-            "rabbit" | "amqp" => {}
+        // `amqps://` is TLS, as `?ssl=1` (an explicit `ssl=0` in the query still wins).
+        let tls_scheme = match scheme.to_ascii_lowercase().as_str() {
+            "rabbit" | "amqp" => false,
+            "amqps" => true,
             _ => return Err(UrlError::UnsupportedScheme(scheme.to_string())),
-        }
+        };
         // A fragment has no meaning here; urlparse drops it too.
         let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
         let (rest, query) = match rest.split_once('?') {
@@ -310,7 +314,10 @@ impl TransportUrl {
             virtual_host
         };
 
-        let mut options = TransportOptions::default();
+        let mut options = TransportOptions {
+            ssl: tls_scheme,
+            ..TransportOptions::default()
+        };
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let k = decode(&k.replace('+', " "), "an option name")?;
@@ -481,6 +488,16 @@ mod tests {
 
     fn p(s: &str) -> TransportUrl {
         TransportUrl::parse(s).unwrap()
+    }
+
+    #[test]
+    fn amqps_means_tls() {
+        let u = TransportUrl::parse("amqps://u:p@h:5671/").unwrap();
+        assert!(u.options.ssl);
+        assert_eq!(u.amqp_uri(0).unwrap().scheme, AMQPScheme::AMQPS);
+        let off = TransportUrl::parse("amqps://u:p@h:5671/?ssl=0").unwrap();
+        assert!(!off.options.ssl);
+        assert!(!TransportUrl::parse("amqp://h/").unwrap().options.ssl);
     }
 
     #[test]

@@ -52,8 +52,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
     })
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
+/// Resolves on the first SIGINT or SIGTERM (a graceful stop); a second one exits at once.
 async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("stopping gracefully; a second SIGINT or SIGTERM exits at once");
+    tokio::spawn(async {
+        signal().await;
+        eprintln!("fjord-host: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

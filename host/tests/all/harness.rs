@@ -143,6 +143,19 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The process id, for sending signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the host at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         // Orderly first, so the host deletes its fanout queues; then for sure.

@@ -2,7 +2,7 @@
 
 use crate::harness::{config, path_item, unique, wasm, workspace, Host, URL};
 #[path = "../../../client/tests/support/python.rs"]
-mod python;
+pub mod python;
 use python::{python, PyServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;

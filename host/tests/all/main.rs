@@ -1,10 +1,14 @@
 //! Integration tests of fjord-host, all against the real RabbitMQ on 127.0.0.1:5672, with guest
 //! components built by `scripts/setup`. One test binary, as in wasmtime's `tests/all`.
 
+mod broker;
 mod convert;
+mod faults;
 mod harness;
 mod hostile;
 mod interop;
+mod queue_options;
+mod resilience;
 mod rpc;
 mod startup;
 mod wire;

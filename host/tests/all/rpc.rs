@@ -469,24 +469,33 @@ async fn several_servers_in_one_host() {
     );
 }
 
-/// Until reconnection exists, a host whose queue disappears exits non-zero saying which queue,
-/// rather than staying up deaf.
-#[test]
-fn a_deleted_queue_stops_the_host_loudly() {
+/// A host whose queue disappears says so once, re-declares its queues and serves again.
+#[tokio::test]
+async fn a_deleted_queue_is_redeclared() {
     let topic = unique("rpc-deleted");
-    let mut host = Host::start(&config(&[(&topic, "s", &path_item(&wasm("calculator")))]));
+    let host = Host::start(&config(&[(&topic, "s", &path_item(&wasm("calculator")))]));
     let deleted = std::process::Command::new("rabbitmqctl")
         .args(["delete_queue", &format!("{topic}.s")])
         .output()
         .unwrap();
     assert!(deleted.status.success(), "{deleted:?}");
-    let status = host
-        .wait_exit(Duration::from_secs(20))
-        .expect("the host kept running without its queue");
-    assert!(!status.success());
+    assert!(
+        host.wait_for("reconnected to RabbitMQ after", Duration::from_secs(20)),
+        "{}",
+        host.log()
+    );
     let log = host.log();
     assert!(
         log.contains(&format!("consumer of queue {topic}.s stopped")),
         "{log}"
     );
+    let c = client(&topic).await;
+    let sum: i64 = c
+        .prepare()
+        .server("s")
+        .build()
+        .call(&no_context(), "add", json!({"a": 2, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(sum, 4);
 }

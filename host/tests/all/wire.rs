@@ -23,7 +23,7 @@ impl RawCaller {
     async fn new(topic: &str) -> RawCaller {
         let url = TransportUrl::parse(URL).unwrap();
         let transport = Transport::connect(&url).await.unwrap();
-        let channel = transport.connection().create_channel().await.unwrap();
+        let channel = transport.open_channel().await.unwrap();
         let reply_q = format!("reply_{}", new_id());
         fjord_client::topology::declare_reply_queue(&channel, &reply_q, &url.options)
             .await
