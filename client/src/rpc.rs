@@ -1,6 +1,6 @@
 //! oslo-style RPC over a [`Transport`]: `call`, `cast`, fanout casts and `prepare`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,6 +77,9 @@ struct Inner {
     control_exchange: String,
     reply_queue: OnceCell<String>,
     pending: Pending,
+    /// Topic exchanges already declared on this connection; like kombu's `maybe_declare`, oslo
+    /// declares an exchange once per connection, not once per message.
+    declared: Mutex<HashSet<String>>,
 }
 
 /// A connection to RabbitMQ shared by [`RpcClient`]s: one publishing channel with publisher
@@ -164,6 +167,7 @@ impl Transport {
                 control_exchange: control_exchange.to_string(),
                 reply_queue: OnceCell::new(),
                 pending: Arc::new(Mutex::new(HashMap::new())),
+                declared: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -196,6 +200,28 @@ impl Transport {
             .connection
             .close(200, ShortString::from("fjord client closing"))
             .await
+    }
+
+    /// Declares a topic exchange unless this connection already did. An auto-delete exchange can
+    /// vanish between messages, so it is declared every time.
+    async fn declare_exchange_once(&self, exchange: &str) -> Result<(), lapin::Error> {
+        let inner = &self.inner;
+        let known = |d: &HashSet<String>| d.contains(exchange);
+        let cached = match inner.declared.lock() {
+            Ok(d) => known(&d),
+            Err(poisoned) => known(&poisoned.into_inner()),
+        };
+        if cached {
+            return Ok(());
+        }
+        declare_topic_exchange(&inner.channel, exchange, &inner.options).await?;
+        if !inner.options.amqp_auto_delete {
+            match inner.declared.lock() {
+                Ok(mut d) => d.insert(exchange.to_string()),
+                Err(poisoned) => poisoned.into_inner().insert(exchange.to_string()),
+            };
+        }
+        Ok(())
     }
 
     /// The reply queue name, declaring it and starting its consumer on first use.
@@ -394,7 +420,7 @@ impl RpcClient {
         let routing_key = self.target.routing_key();
         tracing::debug!(%exchange, %routing_key, %method, %msg_id, "call");
         let channel = &transport.inner.channel;
-        declare_topic_exchange(channel, exchange, &transport.inner.options).await?;
+        transport.declare_exchange_once(exchange).await?;
         let expiration = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         publish(
             channel,
@@ -451,7 +477,7 @@ impl RpcClient {
             let exchange = self.exchange();
             let routing_key = self.target.routing_key();
             tracing::debug!(%exchange, %routing_key, %method, "cast");
-            declare_topic_exchange(&inner.channel, exchange, &inner.options).await?;
+            self.transport.declare_exchange_once(exchange).await?;
             publish(
                 &inner.channel,
                 exchange,

@@ -12,7 +12,7 @@ use fjord_client::failure::Failure;
 use fjord_client::topology;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicRejectOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -21,8 +21,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
-/// oslo's threading executor runs up to 64 methods at once; so do we, per host.
-const MAX_IN_FLIGHT: usize = 64;
+/// oslo's threading executor runs up to 64 methods at once; so do we, per host (the sandbox's
+/// instance pool is sized for it).
+const MAX_IN_FLIGHT: usize = crate::sandbox::MAX_CONCURRENT_CALLS as usize;
+/// Unacknowledged deliveries the broker may push to each consumer: bounds what waits in memory
+/// while every in-flight slot is busy (back-pressure stays in RabbitMQ, not in an unbounded buffer).
+const PREFETCH: u16 = MAX_IN_FLIGHT as u16;
 /// oslo remembers the last 16 `_unique_id`s per listener to drop redelivered duplicates.
 const DUPLICATE_WINDOW: usize = 16;
 
@@ -96,6 +100,10 @@ pub async fn serve(
             .create_channel()
             .await
             .context("cannot open a channel")?;
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .context("cannot set the prefetch count")?;
         let options = &config.transport_url.options;
         topology::declare_topic_exchange(&channel, &server.exchange, options)
             .await
@@ -197,6 +205,11 @@ impl Listener {
 
     /// Acks on receipt as oslo does (RPC is at-most-once), then dispatches in its own task.
     async fn receive(self: Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
+        // Back-pressure: wait for a slot before acking and taking on more work; meanwhile the
+        // prefetch count holds further messages in the broker.
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let message = match decode_message(&delivery.data) {
             Ok(message) => message,
             Err(e) => {
@@ -227,10 +240,6 @@ impl Listener {
                 return;
             }
         }
-        // Back-pressure: wait for a slot before taking on more work.
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-            return;
-        };
         tokio::spawn(async move {
             let outcome = self.dispatcher.dispatch(&request).await;
             drop(permit);
