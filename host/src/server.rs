@@ -220,12 +220,18 @@ impl Listener {
                 return;
             }
         };
-        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-            tracing::warn!("cannot ack a message on {queue}: {e}");
-        }
+        // The ack runs alongside the call instead of before it (waiting for lapin to write it out
+        // costs a thread hand-off per message); the reply still goes out only once it is acked.
+        let queue_name = queue.to_string();
+        let ack = async move {
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                tracing::warn!("cannot ack a message on {queue_name}: {e}");
+            }
+        };
         let request = match Request::from_message(message) {
             Ok(request) => request,
             Err(e) => {
+                ack.await;
                 tracing::warn!("bad request on {queue}: {e}");
                 if let (Some(msg_id), Some(reply_q)) = (e.msg_id.clone(), e.reply_q.clone()) {
                     let reply = Reply::failed(msg_id, Failure::type_error(e.to_string()));
@@ -236,12 +242,13 @@ impl Listener {
         };
         if let Some(id) = &request.unique_id {
             if self.is_duplicate(id) {
+                ack.await;
                 tracing::info!("dropping duplicate message {id} on {queue}");
                 return;
             }
         }
         tokio::spawn(async move {
-            let outcome = self.dispatcher.dispatch(&request).await;
+            let ((), outcome) = tokio::join!(ack, self.dispatcher.dispatch(&request));
             drop(permit);
             if let Err(failure) = &outcome {
                 tracing::info!(
