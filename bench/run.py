@@ -30,6 +30,7 @@ GUESTS = os.path.join(ROOT, "target", "wasm32-wasip2", "release")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 SYSTEMS = [
     ("floor", "lapin floor (Rust, no envelope, no sandbox)"),
+    ("floor+confirms", "lapin floor with oslo's confirms and acks"),
     ("fjord->fjord", "fjord client -> fjord-host"),
     ("oslo->fjord", "oslo.messaging client -> fjord-host"),
     ("fjord->python", "fjord client -> oslo.messaging server"),
@@ -159,6 +160,8 @@ def main():
     start([PYTHON, os.path.join(ROOT, "interop", "oslo_server.py"), URL, py_topic, "bench"], "ready")
     floor_queue = f"{run}_floor"
     start([os.path.join(RELEASE, "floor-server"), "--url", amqp, "--queue", floor_queue], "ready")
+    start([os.path.join(RELEASE, "floor-server"), "--url", amqp, "--queue", floor_queue + "_c",
+           "--confirms"], "ready")
 
     fjord = os.path.join(RELEASE, "fjord")
     oslo = [PYTHON, os.path.join(ROOT, "interop", "oslo_bench_client.py")]
@@ -168,6 +171,9 @@ def main():
         common = ["--concurrency", str(c), "--calls", str(calls)] + sized
         if system == "floor":
             return [os.path.join(RELEASE, "floor-client"), "--url", amqp, "--queue", floor_queue] + common
+        if system == "floor+confirms":
+            return [os.path.join(RELEASE, "floor-client"), "--url", amqp, "--queue", floor_queue + "_c",
+                    "--confirms"] + common
         topic = host_topic if system.endswith("fjord") else py_topic
         client = [fjord, "bench"] if system.startswith("fjord") else oslo
         return client + ["--url", URL, "--topic", topic] + common + ["add", "a=2", "b=3"]
@@ -238,6 +244,11 @@ def write_report(out, results, callers, startup, memory, big):
             goals.append((f"fjord/oslo calls/s, 16 callers, {size_name}", v, ">= 12", v >= 12))
             v = ratio(g("fjord->fjord", 16), g("floor", 16), "p99_ms")
             goals.append((f"fjord p99 / floor p99, 16 callers, {size_name}", v, "<= 2", v <= 2))
+        for c in [1, 16]:
+            if c in callers:
+                v = ratio(g("fjord->fjord", c), g("floor+confirms", c))
+                goals.append((f"fjord / floor with confirms+acks, {c} caller(s), {size_name} (info)", v,
+                              "(info)", True))
         for c in callers:
             v = ratio(g("oslo->fjord", c), g("python->python", c))
             goals.append((f"oslo->fjord / oslo->python calls/s, {c} caller(s), {size_name}", v, ">= 1", v >= 1))

@@ -33,6 +33,9 @@ struct Args {
     /// Seconds to wait for one reply.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// With oslo's delivery guarantees: confirm each request, ack each reply.
+    #[arg(long)]
+    confirms: bool,
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
@@ -47,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let connection = fjord_bench::connect(&args.url, "floor-client").await?;
     let publisher = connection.create_channel().await?;
     let replies = connection.create_channel().await?;
+    if args.confirms {
+        publisher.confirm_select(Default::default()).await?;
+    }
     let reply_queue = replies
         .queue_declare(
             "".into(),
@@ -65,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
             reply_to.clone(),
             "floor-client".into(),
             BasicConsumeOptions {
-                no_ack: true,
+                no_ack: !args.confirms,
                 ..Default::default()
             },
             FieldTable::default(),
@@ -73,8 +79,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let pending: Pending = Arc::default();
     let routed = pending.clone();
+    let ack_replies = args.confirms;
     tokio::spawn(async move {
         while let Some(Ok(delivery)) = consumer.next().await {
+            if ack_replies && delivery.acker.ack(Default::default()).await.is_err() {
+                break;
+            }
             let Some(id) = delivery.properties.correlation_id() else {
                 continue;
             };
@@ -162,6 +172,7 @@ impl Caller {
                 &self.body,
                 properties,
             )
+            .await?
             .await?;
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(())) => Ok(()),

@@ -18,6 +18,9 @@ struct Args {
     /// The request queue.
     #[arg(long)]
     queue: String,
+    /// With oslo's delivery guarantees: ack each request, confirm each reply.
+    #[arg(long)]
+    confirms: bool,
 }
 
 #[tokio::main]
@@ -26,6 +29,9 @@ async fn main() -> anyhow::Result<()> {
     let connection = fjord_bench::connect(&args.url, "floor-server").await?;
     let channel = connection.create_channel().await?;
     channel.basic_qos(64, BasicQosOptions::default()).await?;
+    if args.confirms {
+        channel.confirm_select(Default::default()).await?;
+    }
     channel
         .queue_declare(
             args.queue.as_str().into(),
@@ -42,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             args.queue.as_str().into(),
             "floor-server".into(),
             BasicConsumeOptions {
-                no_ack: true,
+                no_ack: !args.confirms,
                 ..Default::default()
             },
             FieldTable::default(),
@@ -66,10 +72,13 @@ async fn main() -> anyhow::Result<()> {
         if let Some(id) = delivery.properties.correlation_id().clone() {
             properties = properties.with_correlation_id(id);
         }
+        if args.confirms {
+            delivery.ack(Default::default()).await?;
+        }
         let channel = channel.clone();
         // Publishing is not awaited in line, so replies to many callers overlap.
         tokio::spawn(async move {
-            if let Err(e) = channel
+            let published = channel
                 .basic_publish(
                     "".into(),
                     reply_to,
@@ -77,9 +86,15 @@ async fn main() -> anyhow::Result<()> {
                     &body,
                     properties,
                 )
-                .await
-            {
-                eprintln!("floor-server: cannot reply: {e}");
+                .await;
+            // Without confirm mode the confirmation is `NotRequested` at once.
+            match published {
+                Err(e) => eprintln!("floor-server: cannot reply: {e}"),
+                Ok(confirm) => {
+                    if let Err(e) = confirm.await {
+                        eprintln!("floor-server: reply not confirmed: {e}");
+                    }
+                }
             }
         });
     }
