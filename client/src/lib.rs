@@ -29,6 +29,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bench;
 pub mod connection;
 pub mod envelope;
 pub mod failure;

@@ -1,6 +1,6 @@
 //! oslo-style RPC over a [`Transport`]: `call`, `cast`, fanout casts and `prepare`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,9 @@ struct Session {
     channel: Channel,
     /// Whether the reply consumer runs on this session.
     replies_alive: Arc<AtomicBool>,
+    /// Topic exchanges already declared on this connection; like kombu's `maybe_declare`, oslo
+    /// declares an exchange once per connection, not once per message.
+    declared: Mutex<HashSet<String>>,
 }
 
 impl Session {
@@ -103,7 +106,33 @@ impl Session {
             connection,
             channel,
             replies_alive: Arc::new(AtomicBool::new(false)),
+            declared: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Declares a topic exchange unless this connection already did. An auto-delete exchange can
+    /// vanish between messages, so it is declared every time.
+    async fn declare_exchange_once(
+        &self,
+        exchange: &str,
+        options: &TransportOptions,
+    ) -> Result<(), lapin::Error> {
+        let known = |d: &HashSet<String>| d.contains(exchange);
+        let cached = match self.declared.lock() {
+            Ok(d) => known(&d),
+            Err(poisoned) => known(&poisoned.into_inner()),
+        };
+        if cached {
+            return Ok(());
+        }
+        declare_topic_exchange(&self.channel, exchange, options).await?;
+        if !options.amqp_auto_delete {
+            match self.declared.lock() {
+                Ok(mut d) => d.insert(exchange.to_string()),
+                Err(poisoned) => poisoned.into_inner().insert(exchange.to_string()),
+            };
+        }
+        Ok(())
     }
 
     fn usable(&self) -> bool {
@@ -601,7 +630,9 @@ impl RpcClient {
         let routing_key = self.target.routing_key();
         tracing::debug!(%exchange, %routing_key, %method, %msg_id, "call");
         let channel = &session.channel;
-        declare_topic_exchange(channel, exchange, &transport.inner.options).await?;
+        session
+            .declare_exchange_once(exchange, &transport.inner.options)
+            .await?;
         let expiration = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let body = request.encode();
         // Mandatory: while no server queue is bound (servers re-declaring after a broker
@@ -653,7 +684,9 @@ impl RpcClient {
             let exchange = self.exchange();
             let routing_key = self.target.routing_key();
             tracing::debug!(%exchange, %routing_key, %method, "cast");
-            declare_topic_exchange(channel, exchange, &inner.options).await?;
+            session
+                .declare_exchange_once(exchange, &inner.options)
+                .await?;
             publish(
                 channel,
                 exchange,

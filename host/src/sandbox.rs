@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
 };
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the ticker thread advances the epoch: the granularity of deadlines.
@@ -31,6 +34,13 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 const MAX_INSTANCES: usize = 32;
 const MAX_TABLES: usize = 32;
 const MAX_MEMORIES: usize = 8;
+
+/// Calls that may run at once in one host (oslo's threading executor runs 64 too); the instance
+/// pool is sized from it.
+pub const MAX_CONCURRENT_CALLS: u32 = 64;
+/// Instance slots in the pool: twice the concurrency, so instances still being torn down never
+/// make a new call wait or fail.
+const INSTANCE_SLOTS: u32 = 2 * MAX_CONCURRENT_CALLS;
 
 /// Per-endpoint limits on one call (`deadline_ms`, `memory_mib`, `max_request_kib`,
 /// `max_reply_kib` in the config).
@@ -140,6 +150,7 @@ impl Sandbox {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
+        tune_for_fresh_instances(&mut config, INSTANCE_SLOTS);
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         spawn_ticker(&engine)?;
@@ -285,6 +296,34 @@ fn log_output(call: &CallInfo, stream: &str, output: &CapturedOutput) -> (Vec<u8
         );
     }
     (bytes, dropped)
+}
+
+/// Makes a fresh instance per call cheap: a pooling allocator with a slot per possible in-flight
+/// call (no mmap/munmap per call), copy-on-write memory images (instantiation maps the initial
+/// heap instead of copying it), and wasmtime's on-disk cache of compiled code (a restart
+/// deserializes instead of running Cranelift again).
+fn tune_for_fresh_instances(config: &mut Config, slots: u32) {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_stacks(slots)
+        // A Rust wasip2 component is a handful of core instances (program, adapter, shims), with
+        // one or two memories and a few tables between them.
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        // Keep the first pages of a reused slot mapped: the next call of the same component then
+        // does not page-fault its stack and globals back in. Small, so idle RSS stays low.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.memory_init_cow(true);
+    match Cache::new(CacheConfig::new()) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        // Only start-up gets slower: components are compiled each time.
+        Err(e) => tracing::warn!("no cache for compiled components: {e}"),
+    }
 }
 
 /// A component starts with the preamble `\0asm` + version 0x0d + layer 1; a core module has layer 0.

@@ -14,7 +14,7 @@ use fjord_client::reconnect::{Backoff, Outage};
 use fjord_client::topology;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
     QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
@@ -25,8 +25,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// oslo's threading executor runs up to 64 methods at once; so do we, per host.
-const MAX_IN_FLIGHT: usize = 64;
+/// oslo's threading executor runs up to 64 methods at once; so do we, per host (the sandbox's
+/// instance pool is sized for it).
+const MAX_IN_FLIGHT: usize = crate::sandbox::MAX_CONCURRENT_CALLS as usize;
+/// Unacknowledged deliveries the broker may push to each consumer: bounds what waits in memory
+/// while every in-flight slot is busy (back-pressure stays in RabbitMQ, not in an unbounded buffer).
+const PREFETCH: u16 = MAX_IN_FLIGHT as u16;
 /// oslo remembers the last 16 `_unique_id`s per listener to drop redelivered duplicates.
 const DUPLICATE_WINDOW: usize = 16;
 
@@ -179,6 +183,10 @@ impl Session {
                 .create_channel()
                 .await
                 .context("cannot open a channel"));
+            tri!(channel
+                .basic_qos(PREFETCH, BasicQosOptions::default())
+                .await
+                .context("cannot set the prefetch count"));
             tri!(
                 topology::declare_topic_exchange(&channel, &server.exchange, options)
                     .await
@@ -362,6 +370,11 @@ impl Listener {
 
     /// Acks on receipt as oslo does (RPC is at-most-once), then dispatches in its own task.
     async fn receive(self: Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
+        // Back-pressure: wait for a slot before acking and taking on more work; meanwhile the
+        // prefetch count holds further messages in the broker.
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let body_len = delivery.data.len();
         let admitted = admit(
             &delivery.properties,
@@ -380,12 +393,18 @@ impl Listener {
                 return;
             }
         };
-        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-            tracing::warn!("cannot ack a message on {queue}: {e}");
-        }
+        // The ack runs alongside the call instead of before it (waiting for lapin to write it out
+        // costs a thread hand-off per message); the reply still goes out only once it is acked.
+        let queue_name = queue.to_string();
+        let ack = async move {
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                tracing::warn!("cannot ack a message on {queue_name}: {e}");
+            }
+        };
         let request = match Request::from_message(message) {
             Ok(request) => request,
             Err(e) => {
+                ack.await;
                 tracing::warn!("bad request on {queue}: {e}");
                 if let (Some(msg_id), Some(reply_q)) = (e.msg_id.clone(), e.reply_q.clone()) {
                     let reply = Reply::failed(msg_id, Failure::type_error(e.to_string()));
@@ -396,14 +415,11 @@ impl Listener {
         };
         if let Some(id) = &request.unique_id {
             if self.is_duplicate(id) {
+                ack.await;
                 tracing::info!("dropping duplicate message {id} on {queue}");
                 return;
             }
         }
-        // Back-pressure: wait for a slot before taking on more work.
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-            return;
-        };
         tokio::spawn(async move {
             // oslo's call monitor: while the method runs, tell a caller that asked for it
             // (`_timeout`) every half of its timeout that the call is still alive.
@@ -427,7 +443,7 @@ impl Listener {
                 }
                 _ => None,
             };
-            let outcome = self.dispatcher.dispatch(&request, body_len).await;
+            let ((), outcome) = tokio::join!(ack, self.dispatcher.dispatch(&request, body_len));
             if let Some(h) = heartbeat {
                 h.abort();
             }

@@ -4,6 +4,7 @@
 //! fjord call --topic test add a=2 b=3          # prints 5
 //! fjord cast --topic test --fanout stop
 //! fjord inspect target/wasm32-wasip2/release/calculator.wasm
+//! fjord bench --topic test --concurrency 16 --calls 10000 add a=2 b=3
 //! ```
 //!
 //! Exit codes: 0 success, 1 remote failure, 2 timeout, 3 any other error.
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use fjord_client::bench::{self, pad_context, Load};
 use fjord_client::inspect::{describe_component, ComponentDescription};
 use fjord_client::{
     RpcClient, RpcError, Target, Transport, TransportUrl, DEFAULT_CONTROL_EXCHANGE,
@@ -50,6 +52,20 @@ enum Command {
         /// Send to every server listening on the topic.
         #[arg(long)]
         fanout: bool,
+    },
+    /// Load-test any oslo.messaging RPC server; the last stdout line is a JSON report.
+    Bench {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Callers with a call in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Calls in all (after one untimed warm-up call).
+        #[arg(long, default_value_t = 1000)]
+        calls: usize,
+        /// Pad each request to about this many bytes, with a `fjord_bench_pad` context entry.
+        #[arg(long)]
+        size: Option<usize>,
     },
     /// Show what oslo callers can call on an endpoint component.
     Inspect {
@@ -152,6 +168,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect { file, json } => inspect(&file, json),
+        Command::Bench {
+            rpc,
+            concurrency,
+            calls,
+            size,
+        } => {
+            if concurrency == 0 || calls == 0 {
+                bail!("--concurrency and --calls must be at least 1");
+            }
+            let (client, mut ctx, args) = prepare(&rpc, false).await?;
+            if let Some(size) = size {
+                let reached = pad_context(&mut ctx, &rpc.method, &args, size);
+                eprintln!("fjord bench: requests are {reached} bytes");
+            }
+            let load = Load { concurrency, calls };
+            let report = bench::run(&client, &ctx, &rpc.method, &args, load).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            if report.errors == report.calls {
+                bail!("every call failed (see the warnings above; RUST_LOG=warn shows them)");
+            }
+            Ok(())
+        }
     }
 }
 

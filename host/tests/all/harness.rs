@@ -88,7 +88,7 @@ impl Host {
         }
     }
 
-    /// The host's process id (for /proc/PID/status).
+    /// The host's process id (for /proc/PID/status and for sending signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -144,11 +144,6 @@ impl Host {
 }
 
 impl Host {
-    /// The process id, for sending signals.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Kills the host at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
