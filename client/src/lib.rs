@@ -32,6 +32,8 @@
 pub mod connection;
 pub mod envelope;
 pub mod failure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod names;
 pub mod rpc;

@@ -15,6 +15,8 @@ pub mod config;
 pub mod convert;
 pub mod dispatch;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guest_api;
 pub mod sandbox;
 pub mod server;

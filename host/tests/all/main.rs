@@ -2,6 +2,7 @@
 //! components built by `scripts/setup`. One test binary, as in wasmtime's `tests/all`.
 
 mod convert;
+mod fuzz_corpus;
 mod harness;
 mod interop;
 mod rpc;
