@@ -737,4 +737,19 @@ mod tests {
         let hb = Reply::decode(&Reply::heartbeat("x").encode()).unwrap();
         assert!(!hb.ending);
     }
+
+    /// Found by `fuzz/` (envelope): a float read back 1 ULP off what was written, so a reply's
+    /// result changed between fjord's encoder and decoder (serde_json needs `float_roundtrip`).
+    #[test]
+    fn floats_survive_the_wire_exactly() {
+        let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"result\": 1.57002e+34, \"_msg_id\": \"ok\"}"}"#;
+        let reply = Reply::decode(body).unwrap();
+        assert_eq!(reply.result.as_f64(), Some(1.57002e34));
+        let back = Reply::decode(&reply.encode()).unwrap();
+        assert_eq!(back.result.as_f64(), Some(1.57002e34));
+        // An integer too large for u64 is read as the nearest double, and stays that double.
+        let big = br#"{"result": 15700200000000000000000001990700125, "_msg_id": "ok"}"#;
+        let reply = Reply::decode(big).unwrap();
+        assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
+    }
 }

@@ -33,6 +33,8 @@ pub mod bench;
 pub mod connection;
 pub mod envelope;
 pub mod failure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod names;
 pub mod reconnect;

@@ -208,7 +208,12 @@ fn json_to_val(ty: &Type, value: &Value, at: &Step<'_>) -> Result<Val, ConvertEr
                 return Err(mismatch(at, "a number", value));
             };
             if matches!(ty, Type::Float32) {
-                Val::Float32(f as f32)
+                // Past f32's range the cast gives infinity, which JSON cannot carry back.
+                let narrowed = f as f32;
+                if narrowed.is_infinite() {
+                    return Err(fail(at, format!("{value} is out of range for f32")));
+                }
+                Val::Float32(narrowed)
             } else {
                 Val::Float64(f)
             }
@@ -477,5 +482,37 @@ pub fn to_json(val: &Val) -> Value {
         ),
         // Refused at load (see `unsupported`); never produced by an RPC-callable function.
         Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `fuzz/` (convert): an f64 result written as JSON text was read back 1 ULP off
+    /// (serde_json needs `float_roundtrip`), so a caller would not get the value the guest returned.
+    #[test]
+    fn f64_survives_json_text_exactly() {
+        let val = Val::Float64(1.844_704_370_955_164_6e28);
+        let text = to_json(&val).to_string();
+        let json: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(to_val(&Type::Float64, &json, "v").unwrap(), val, "{text}");
+        let json: Value = serde_json::from_str("18447043709551647043709551615").unwrap();
+        let val = to_val(&Type::Float64, &json, "v").unwrap();
+        let again: Value = serde_json::from_str(&to_json(&val).to_string()).unwrap();
+        assert_eq!(to_val(&Type::Float64, &again, "v").unwrap(), val);
+    }
+
+    /// Found by `fuzz/` (convert): a number beyond f32's range became infinity, silently.
+    #[test]
+    fn f32_out_of_range_is_refused() {
+        let err = to_val(&Type::Float32, &serde_json::json!(1e39), "v").unwrap_err();
+        assert_eq!(err.to_string(), "v: 1e+39 is out of range for f32");
+        let err = to_val(&Type::Float32, &serde_json::json!(-3.5e38), "v").unwrap_err();
+        assert!(err.to_string().contains("out of range for f32"), "{err}");
+        assert_eq!(
+            to_val(&Type::Float32, &serde_json::json!(3.4e38), "v").unwrap(),
+            Val::Float32(3.4e38)
+        );
     }
 }

@@ -17,6 +17,8 @@ pub mod config;
 pub mod convert;
 pub mod dispatch;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guest_api;
 pub mod guest_output;
 pub mod sandbox;

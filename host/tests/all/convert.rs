@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use wasmtime::component::Type;
 
-fn types_endpoint() -> &'static Endpoint {
+pub fn types_endpoint() -> &'static Endpoint {
     static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
         let sandbox = Sandbox::new().unwrap();

@@ -5,6 +5,7 @@ mod bench;
 mod broker;
 mod convert;
 mod faults;
+mod fuzz_corpus;
 mod harness;
 mod hostile;
 mod interop;
