@@ -256,3 +256,54 @@ async fn tls_with_client_certificate() {
         .count();
     assert_eq!(tls_lines, 2, "{connections}\n{}", host.log());
 }
+
+/// Killing one of two hosts mid-load loses only the calls it had in flight (oslo's at-most-once),
+/// and each of those ends visibly in a timeout; the other host answers its share and keeps serving.
+#[tokio::test]
+async fn killing_a_host_loses_only_its_calls_in_flight() {
+    const CALLS: usize = 16;
+    let topic = unique("kill");
+    let mut a = greeter_host(&topic, "a");
+    let _b = greeter_host(&topic, "b");
+    let c = client(URL, &topic)
+        .await
+        .prepare()
+        .namespace("greet")
+        .timeout(Duration::from_secs(4))
+        .build();
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                // Every call is delivered well before the kill, a second in. Bounded by the
+                // call's timeout + 1 s: anything slower counts as lost.
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    c.call::<Value>(&Map::new(), "sleep_ms", json!({ "ms": 2000 })),
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.kill();
+    let (mut answered, mut timed_out) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(Ok(_)) => answered += 1,
+            Ok(Err(RpcError::Timeout(_))) => timed_out += 1,
+            Ok(Err(e)) => panic!("a call failed otherwise than by its timeout: {e}"),
+            Err(_) => panic!("a call was lost: no answer and no error within timeout + 1 s"),
+        }
+    }
+    println!("{CALLS} calls, host a killed mid-call: answered {answered}, timed out {timed_out}");
+    assert_eq!(answered + timed_out, CALLS);
+    assert!(answered > 0, "host b answered none of its calls");
+    assert!(timed_out > 0, "no call was in flight on the killed host");
+    for _ in 0..5 {
+        let _: Value = c
+            .call(&Map::new(), "sleep_ms", json!({ "ms": 1 }))
+            .await
+            .unwrap();
+    }
+}
