@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
@@ -117,20 +117,12 @@ impl Session {
         exchange: &str,
         options: &TransportOptions,
     ) -> Result<(), lapin::Error> {
-        let known = |d: &HashSet<String>| d.contains(exchange);
-        let cached = match self.declared.lock() {
-            Ok(d) => known(&d),
-            Err(poisoned) => known(&poisoned.into_inner()),
-        };
-        if cached {
+        if locked(&self.declared).contains(exchange) {
             return Ok(());
         }
         declare_topic_exchange(&self.channel, exchange, options).await?;
         if !options.amqp_auto_delete {
-            match self.declared.lock() {
-                Ok(mut d) => d.insert(exchange.to_string()),
-                Err(poisoned) => poisoned.into_inner().insert(exchange.to_string()),
-            };
+            locked(&self.declared).insert(exchange.to_string());
         }
         Ok(())
     }
@@ -436,10 +428,7 @@ async fn route_replies(
                 continue;
             }
         };
-        let waiter = match pending.lock() {
-            Ok(p) => p.get(&reply.msg_id).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(&reply.msg_id).cloned(),
-        };
+        let waiter = locked(&pending).get(&reply.msg_id).cloned();
         match waiter {
             Some(tx) => {
                 let _ = tx.send(reply);
@@ -450,10 +439,13 @@ async fn route_replies(
     // The next call re-declares the queue and consumes again (no permanently deaf caller).
     alive.store(false, Ordering::SeqCst);
     // Wake every waiting call: their sender is dropped, so they fail fast and visibly.
-    match pending.lock() {
-        Ok(mut p) => p.clear(),
-        Err(poisoned) => poisoned.into_inner().clear(),
-    }
+    locked(&pending).clear();
+}
+
+/// Locks `mutex`, even if a panicking thread poisoned it: every map guarded here stays
+/// consistent whatever step was interrupted.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Removes a call's waiter when the call ends, however it ends.
@@ -464,10 +456,7 @@ struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        match self.pending.lock() {
-            Ok(mut p) => p.remove(&self.msg_id),
-            Err(poisoned) => poisoned.into_inner().remove(&self.msg_id),
-        };
+        locked(&self.pending).remove(&self.msg_id);
     }
 }
 
@@ -569,10 +558,7 @@ impl RpcClient {
         let msg_id = new_id();
         // Register before publishing: a fast reply must find its waiter.
         let (tx, mut rx) = mpsc::unbounded_channel();
-        match transport.inner.pending.lock() {
-            Ok(mut p) => p.insert(msg_id.clone(), tx),
-            Err(poisoned) => poisoned.into_inner().insert(msg_id.clone(), tx),
-        };
+        locked(&transport.inner.pending).insert(msg_id.clone(), tx);
         let _guard = PendingGuard {
             pending: transport.inner.pending.clone(),
             msg_id: msg_id.clone(),

@@ -55,6 +55,16 @@ pub fn fanout_exchange_name(topic: &str) -> String {
     format!("{topic}_fanout")
 }
 
+/// A new name for one server's fanout queue: `<topic>_fanout_<uuid4 hex>`, as oslo names it.
+///
+/// ```
+/// let name = fjord_client::topology::new_fanout_queue_name("t");
+/// assert!(name.starts_with("t_fanout_") && name.len() == "t_fanout_".len() + 32);
+/// ```
+pub fn new_fanout_queue_name(topic: &str) -> String {
+    format!("{}_{}", fanout_exchange_name(topic), new_id())
+}
+
 /// Declares the control (topic) exchange as oslo does: durable only with
 /// `amqp_durable_queues` or quorum queues.
 ///
@@ -168,7 +178,7 @@ pub async fn declare_server_queues(
     server: &str,
     options: &TransportOptions,
 ) -> Result<ServerQueues, lapin::Error> {
-    let fanout = format!("{topic}_fanout_{}", new_id());
+    let fanout = new_fanout_queue_name(topic);
     declare_server_queues_named(channel, exchange, topic, server, &fanout, options).await
 }
 

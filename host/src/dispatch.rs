@@ -34,11 +34,21 @@ pub const ENDPOINT_ERROR_CLASS: &str = "EndpointError";
 pub struct Dispatcher {
     sandbox: Arc<Sandbox>,
     endpoints: Vec<Endpoint>,
+    max_request_bytes: usize,
 }
 
 impl Dispatcher {
     pub fn new(sandbox: Arc<Sandbox>, endpoints: Vec<Endpoint>) -> Self {
-        Dispatcher { sandbox, endpoints }
+        let max_request_bytes = endpoints
+            .iter()
+            .map(|e| e.limits.max_request_bytes)
+            .max()
+            .unwrap_or(0);
+        Dispatcher {
+            sandbox,
+            endpoints,
+            max_request_bytes,
+        }
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
@@ -47,11 +57,7 @@ impl Dispatcher {
 
     /// The largest request any endpoint accepts: a body above it is not even parsed.
     pub fn max_request_bytes(&self) -> usize {
-        self.endpoints
-            .iter()
-            .map(|e| e.limits.max_request_bytes)
-            .max()
-            .unwrap_or(0)
+        self.max_request_bytes
     }
 
     /// Finds the method as oslo's `RPCDispatcher.dispatch` does and calls it. `body_len` is the

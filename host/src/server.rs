@@ -8,7 +8,7 @@ use crate::endpoint;
 use crate::sandbox::Sandbox;
 use anyhow::Context as _;
 use fjord_client::connection::{connect, reconnect};
-use fjord_client::envelope::{decode_message, new_id, Reply, Request};
+use fjord_client::envelope::{decode_message, Reply, Request};
 use fjord_client::failure::Failure;
 use fjord_client::reconnect::{Backoff, Outage};
 use fjord_client::topology;
@@ -21,7 +21,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -100,17 +100,14 @@ struct Replies {
 
 impl Replies {
     fn current(&self) -> Option<Channel> {
-        match self.channel.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.channel
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set(&self, channel: Option<Channel>) {
-        match self.channel.write() {
-            Ok(mut c) => *c = channel,
-            Err(poisoned) => *poisoned.into_inner() = channel,
-        }
+        *self.channel.write().unwrap_or_else(PoisonError::into_inner) = channel;
     }
 }
 
@@ -187,11 +184,6 @@ impl Session {
                 .basic_qos(PREFETCH, BasicQosOptions::default())
                 .await
                 .context("cannot set the prefetch count"));
-            tri!(
-                topology::declare_topic_exchange(&channel, &server.exchange, options)
-                    .await
-                    .with_context(|| format!("cannot declare exchange {}", server.exchange))
-            );
             let queues = tri!(topology::declare_server_queues_named(
                 &channel,
                 &server.exchange,
@@ -202,8 +194,8 @@ impl Session {
             )
             .await
             .with_context(|| format!(
-                "cannot declare the queues of {}.{}",
-                server.topic, server.server
+                "cannot declare exchange {} and the queues of {}.{}",
+                server.exchange, server.topic, server.server
             )));
             let mut tags = Vec::new();
             for queue in [&queues.topic, &queues.server, &queues.fanout] {
@@ -260,7 +252,7 @@ pub async fn serve(
                 in_flight: in_flight.clone(),
                 seen: Mutex::new(VecDeque::with_capacity(DUPLICATE_WINDOW)),
             }),
-            fanout: format!("{}_fanout_{}", server.topic, new_id()),
+            fanout: topology::new_fanout_queue_name(&server.topic),
             server,
         })
         .collect();
