@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Writes the seed corpora: message bodies captured from the real oslo.messaging 18.3.1
-(client/tests/vectors) for `envelope`, and the values of host/tests/all/convert.rs plus the
+(oslo/tests/vectors) for `envelope`, and the values of host/tests/all/convert.rs plus the
 captured keyword arguments for `convert`. Run once before the first fuzzing run; the fuzzer's
 minimized corpus (corpus/<target>) is what is kept."""
 import hashlib, json, os, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
-vectors = os.path.join(here, "..", "client", "tests", "vectors")
+vectors = os.path.join(here, "..", "oslo", "tests", "vectors")
 
 
 def write(target, data):

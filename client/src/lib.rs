@@ -1,10 +1,10 @@
-//! `fjord-client`: oslo.messaging 18.3.1's RPC wire protocol over RabbitMQ, in Rust.
+//! `fjord-client`: call oslo.messaging RPC servers (fjord-host or Python) from Rust.
 //!
-//! - [`TransportUrl`]: the oslo transport URL (`rabbit://user:pass@host:5672/vhost?options`).
-//! - [`Target`], [`RpcClient`], [`Transport`]: oslo's client API (`call`, `cast`, `prepare`).
-//! - [`Request`], [`Reply`], [`Failure`]: the envelope and bodies, shared with `fjord-host`.
-//! - [`topology`]: exchanges, queues and message properties exactly as oslo declares them.
-//! - [`inspect`]: what an endpoint component offers to oslo callers.
+//! - [`Transport`]: one connection with a publishing channel and a reply queue, reconnecting by itself.
+//! - [`RpcClient`] and [`Prepare`]: oslo's `RPCClient` with `call`, `cast`, fanout and `prepare()`.
+//!
+//! The wire protocol itself is [`fjord_oslo`], re-exported here for callers' convenience
+//! ([`Target`], [`TransportUrl`], [`RemoteError`]...).
 //!
 //! ```no_run
 //! use fjord_client::{RpcClient, Target, Transport, TransportUrl};
@@ -29,29 +29,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod bench;
-pub mod connection;
-pub mod envelope;
-pub mod failure;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod inspect;
-pub mod names;
-pub mod reconnect;
 pub mod rpc;
-pub mod target;
-pub mod topology;
-pub mod url;
-pub mod version;
 
-pub use connection::{connect, ConnectAttempt, ConnectError};
-pub use envelope::{decode_message, EnvelopeError, Reply, Request, RequestError, RequestProblem};
-pub use failure::{Failure, FailureError, RemoteError};
-pub use rpc::{MessagingTimeout, Prepare, RpcClient, RpcError, Transport, TransportError};
-pub use target::Target;
-pub use topology::{
-    declare_fanout_exchange, declare_server_queues, declare_topic_exchange, message_properties,
-    publish_reply, PublishError, ServerQueues, DEFAULT_CONTROL_EXCHANGE,
+pub use fjord_oslo::{
+    self as oslo, connect, ConnectAttempt, ConnectError, Failure, RemoteError, Target,
+    TransportOptions, TransportUrl, UrlError, DEFAULT_CONTROL_EXCHANGE,
 };
-pub use url::{HostSpec, TransportOptions, TransportUrl, UrlError};
-pub use version::{is_compatible, Version, VersionError};
+pub use rpc::{MessagingTimeout, Prepare, RpcClient, RpcError, Transport, TransportError};

@@ -15,16 +15,16 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::connection::{connect, reconnect, ConnectError};
-use crate::envelope::{new_id, Reply, Request};
-use crate::failure::RemoteError;
-use crate::reconnect::{Backoff, Outage};
-use crate::target::Target;
-use crate::topology::{
+use fjord_oslo::connection::{connect, reconnect, ConnectError};
+use fjord_oslo::envelope::{new_id, Reply, Request};
+use fjord_oslo::failure::RemoteError;
+use fjord_oslo::reconnect::{Backoff, Outage};
+use fjord_oslo::target::Target;
+use fjord_oslo::topology::{
     declare_fanout_exchange_with, declare_reply_queue, declare_topic_exchange,
     fanout_exchange_name, publish, PublishError, DEFAULT_CONTROL_EXCHANGE,
 };
-use crate::url::{TransportOptions, TransportUrl};
+use fjord_oslo::url::{TransportOptions, TransportUrl};
 
 /// oslo's default `rpc_response_timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(violation) = fjord_client::fuzzing::check_envelope(data) {
+    if let Err(violation) = fjord_oslo::fuzzing::check_envelope(data) {
         panic!("{violation}");
     }
 });

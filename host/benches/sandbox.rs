@@ -2,10 +2,10 @@
 //! (instantiate, call, tear down) of the calculator, built by `scripts/setup`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fjord_client::envelope::Request;
 use fjord_host::dispatch::{bind_arguments, Dispatcher};
 use fjord_host::endpoint;
 use fjord_host::sandbox::{Limits, Sandbox};
+use fjord_oslo::envelope::Request;
 use serde_json::{json, Map, Value};
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -32,8 +32,8 @@
 use crate::capabilities::{Capabilities, DirGrant};
 use crate::sandbox::Limits;
 use anyhow::Context as _;
-use fjord_client::topology::DEFAULT_CONTROL_EXCHANGE;
-use fjord_client::url::TransportUrl;
+use fjord_oslo::topology::DEFAULT_CONTROL_EXCHANGE;
+use fjord_oslo::url::TransportUrl;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! strings, results are `{"ok": ..}` / `{"err": ..}`. Anything else is refused with a [`ConvertError`]
 //! whose path names the parameter, so the caller gets a `TypeError` that says what is wrong.
 
-use fjord_client::names::{to_kebab, to_snake};
+use fjord_oslo::names::{to_kebab, to_snake};
 use serde_json::{Map, Number, Value};
 use std::fmt;
 use wasmtime::component::{Type, Val};
@@ -127,32 +127,6 @@ fn kind(ty: &Type) -> &'static str {
         Type::Stream(_) => "stream",
         Type::ErrorContext => "error-context",
         _ => "type",
-    }
-}
-
-/// Why a type cannot cross RPC, or `None` when it can. Checked once when a component loads, so a
-/// call never meets a resource, stream or future.
-pub fn unsupported(ty: &Type) -> Option<String> {
-    match ty {
-        Type::Own(_) | Type::Borrow(_) => Some("a resource handle".into()),
-        Type::Future(_) => Some("a future".into()),
-        Type::Stream(_) => Some("a stream".into()),
-        Type::ErrorContext => Some("an error-context".into()),
-        Type::List(l) => unsupported(&l.ty()),
-        Type::FixedLengthList(l) => unsupported(&l.ty()),
-        Type::Map(m) => match m.key() {
-            Type::String => unsupported(&m.value()),
-            _ => Some("a map whose keys are not strings".into()),
-        },
-        Type::Option(o) => unsupported(&o.ty()),
-        Type::Record(r) => r.fields().find_map(|f| unsupported(&f.ty)),
-        Type::Tuple(t) => t.types().find_map(|t| unsupported(&t)),
-        Type::Variant(v) => v.cases().find_map(|c| c.ty.and_then(|t| unsupported(&t))),
-        Type::Result(r) => r
-            .ok()
-            .and_then(|t| unsupported(&t))
-            .or_else(|| r.err().and_then(|t| unsupported(&t))),
-        _ => None,
     }
 }
 

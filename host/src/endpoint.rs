@@ -2,10 +2,9 @@
 //! version is its WIT package version and whose methods are its functions, named in snake_case.
 
 use crate::capabilities::Capabilities;
-use crate::convert::unsupported;
 use crate::sandbox::{GuestState, Limits, Sandbox};
-use fjord_client::names::to_snake;
-use fjord_client::version::served_version;
+use anyhow::Context as _;
+use fjord_surface::{describe_component, InterfaceDescription};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,94 +43,106 @@ pub struct Endpoint {
     pub pre: InstancePre<GuestState>,
 }
 
-/// The oslo version an exported interface serves, from the package version in its export name
-/// (`fjord:calculator/calculator@1.0.0` serves `1.0`).
-pub fn oslo_version(export_name: &str) -> String {
-    let package_version = export_name
-        .rsplit_once('@')
-        .and_then(|(_, v)| semver::Version::parse(v).ok());
-    served_version(package_version.as_ref())
-}
-
 /// Loads a component file and returns one endpoint per exported interface. Functions exported at
-/// the top level of the component form one more endpoint named after the file. A function whose
-/// types cannot cross RPC makes the whole component unusable: the error names file and function.
+/// the top level of the component form one more endpoint named after the file. What is served
+/// (names, parameters, versions, what cannot cross RPC) comes from [`fjord_surface`], the same
+/// description `fjord inspect` prints; wasmtime supplies the types values are converted with.
+/// A function whose types cannot cross RPC makes the whole component unusable: the error names
+/// file and function.
 pub fn load(
     sandbox: &Sandbox,
     file: &Path,
     namespace: Option<&str>,
     limits: Limits,
 ) -> anyhow::Result<Vec<Endpoint>> {
-    let component = sandbox.load(file)?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let surface = describe_component(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (build it for wasm32-wasip2)", file.display()))?;
+    for interface in &surface.interfaces {
+        for m in &interface.methods {
+            if let Some(why) = &m.unsupported {
+                anyhow::bail!("{}: {why}", where_(file, interface, &m.wit_name));
+            }
+        }
+    }
+    if surface.interfaces.iter().all(|i| i.methods.is_empty()) {
+        anyhow::bail!("{}: the component exports no functions", file.display());
+    }
+    let component = sandbox.compile(file, &bytes)?;
     let pre = sandbox
         .prepare(&component)
         .map_err(|e| anyhow::anyhow!("{}: cannot be served: {e}", file.display()))?;
-    let engine = sandbox.engine();
-    let ty = component.component_type();
 
-    let mut interfaces: Vec<(String, Vec<(String, Method)>)> = Vec::new();
-    let mut top_level = Vec::new();
-    for (export_name, item) in ty.exports(engine) {
-        match item.ty {
-            ComponentItem::ComponentInstance(instance) => {
-                if export_name.starts_with("wasi:") {
-                    continue;
-                }
-                let Some(instance_index) = component.get_export_index(None, export_name) else {
-                    continue;
-                };
-                let mut methods = Vec::new();
-                for (func_name, func_item) in instance.exports(engine) {
-                    // `[constructor]r`, `[method]r.m`, `[static]r.f` belong to a resource, which
-                    // RPC cannot hold; a function that takes or returns one is refused below.
-                    if func_name.starts_with('[') {
-                        continue;
-                    }
-                    if let ComponentItem::ComponentFunc(func) = func_item.ty {
-                        let index = component
-                            .get_export_index(Some(&instance_index), func_name)
-                            .ok_or_else(|| {
-                                anyhow::anyhow!(
-                                    "{}: export {export_name}/{func_name} has no index",
-                                    file.display()
-                                )
-                            })?;
-                        methods.push(method(file, export_name, func_name, &func, index)?);
-                    }
-                }
-                interfaces.push((export_name.to_string(), methods));
+    let mut endpoints = Vec::new();
+    for interface in &surface.interfaces {
+        let instance = match &interface.export {
+            Some(export) => Some(
+                component
+                    .get_export_index(None, export)
+                    .ok_or_else(|| anyhow::anyhow!("{}: no export {export}", file.display()))?,
+            ),
+            None => None,
+        };
+        let mut methods = HashMap::new();
+        for m in &interface.methods {
+            let what = || where_(file, interface, &m.wit_name);
+            let Some((ComponentItem::ComponentFunc(func), index)) =
+                component.get_export(instance.as_ref(), &m.wit_name)
+            else {
+                anyhow::bail!("{}: not exported as a function", what());
+            };
+            let params: Vec<Param> = func
+                .params()
+                .zip(&m.params)
+                .map(|((_, ty), (name, _))| Param {
+                    name: name.clone(),
+                    ty,
+                })
+                .collect();
+            if params.len() != m.params.len() {
+                anyhow::bail!("{}: its parameters do not match its WIT", what());
             }
-            ComponentItem::ComponentFunc(func) => {
-                if let Some(index) = component.get_export_index(None, export_name) {
-                    top_level.push(method(file, "", export_name, &func, index)?);
-                }
+            let mut results = func.results();
+            let result = results.next();
+            if results.next().is_some() {
+                anyhow::bail!("{}: returns several values", what());
             }
-            _ => {}
+            methods.insert(
+                m.name.clone(),
+                Method {
+                    name: m.name.clone(),
+                    params,
+                    result,
+                    index,
+                },
+            );
         }
-    }
-    if !top_level.is_empty() {
-        let stem = file
-            .file_stem()
-            .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned());
-        interfaces.push((stem, top_level));
-    }
-    if interfaces.is_empty() {
-        anyhow::bail!("{}: the component exports no functions", file.display());
-    }
-
-    Ok(interfaces
-        .into_iter()
-        .map(|(interface, methods)| Endpoint {
+        let name = match &interface.export {
+            Some(export) => export.clone(),
+            None => file
+                .file_stem()
+                .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned()),
+        };
+        endpoints.push(Endpoint {
             file: file.to_path_buf(),
-            version: oslo_version(&interface),
-            interface,
+            version: interface.oslo_version.clone(),
+            interface: name,
             namespace: namespace.map(str::to_string),
-            methods: methods.into_iter().collect(),
+            methods,
             limits,
             capabilities: Arc::default(),
             pre: pre.clone(),
-        })
-        .collect())
+        });
+    }
+    Ok(endpoints)
+}
+
+/// `file: function `f` of interface`, for errors about one function.
+fn where_(file: &Path, interface: &InterfaceDescription, wit_name: &str) -> String {
+    match &interface.export {
+        Some(export) => format!("{}: function `{wit_name}` of {export}", file.display()),
+        None => format!("{}: function `{wit_name}`", file.display()),
+    }
 }
 
 /// Refuses two endpoints of one server that offer the same method in the same namespace and
@@ -162,71 +173,4 @@ pub fn check_duplicates(endpoints: &[Endpoint]) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn method(
-    file: &Path,
-    interface: &str,
-    func_name: &str,
-    func: &wasmtime::component::types::ComponentFunc,
-    index: ComponentExportIndex,
-) -> anyhow::Result<(String, Method)> {
-    let where_ = || {
-        if interface.is_empty() {
-            format!("{}: function `{func_name}`", file.display())
-        } else {
-            format!("{}: function `{func_name}` of {interface}", file.display())
-        }
-    };
-    if func.async_() {
-        anyhow::bail!("{}: async functions are not supported yet", where_());
-    }
-    let mut params = Vec::new();
-    for (name, ty) in func.params() {
-        if let Some(why) = unsupported(&ty) {
-            anyhow::bail!(
-                "{}: parameter `{name}` is {why}, which cannot be passed over RPC",
-                where_()
-            );
-        }
-        params.push(Param {
-            name: to_snake(name),
-            ty,
-        });
-    }
-    let results: Vec<Type> = func.results().collect();
-    if results.len() > 1 {
-        anyhow::bail!("{}: returns several values", where_());
-    }
-    let result = results.into_iter().next();
-    if let Some(why) = result.as_ref().and_then(unsupported) {
-        anyhow::bail!(
-            "{}: returns {why}, which cannot be passed over RPC",
-            where_()
-        );
-    }
-    let name = to_snake(func_name);
-    Ok((
-        name.clone(),
-        Method {
-            name,
-            params,
-            result,
-            index,
-        },
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::oslo_version;
-
-    #[test]
-    fn package_versions_map_to_oslo_versions() {
-        assert_eq!(oslo_version("fjord:calculator/calculator@1.0.0"), "1.0");
-        assert_eq!(oslo_version("a:b/c@1.3.0"), "1.3");
-        assert_eq!(oslo_version("a:b/c@1.3.2"), "1.3.2");
-        assert_eq!(oslo_version("a:b/c@2.1.0-rc1"), "2.1");
-        assert_eq!(oslo_version("a:b/c"), "1.0");
-    }
 }

@@ -167,17 +167,10 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Compiles a component file.
-    pub fn load(&self, path: &Path) -> anyhow::Result<Component> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if !wasmparser_is_component(&bytes) {
-            anyhow::bail!(
-                "{} is not a WebAssembly component (build it for wasm32-wasip2)",
-                path.display()
-            );
-        }
-        Component::new(&self.engine, &bytes)
+    /// Compiles a component read from `path` (named in errors), or takes it from wasmtime's
+    /// cache of compiled code.
+    pub fn compile(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<Component> {
+        Component::new(&self.engine, bytes)
             .map_err(|e| anyhow::anyhow!("{}: not a valid component: {e}", path.display()))
     }
 
@@ -328,11 +321,6 @@ fn tune_for_fresh_instances(config: &mut Config, slots: u32) {
         // Only start-up gets slower: components are compiled each time.
         Err(e) => tracing::warn!("no cache for compiled components: {e}"),
     }
-}
-
-/// A component starts with the preamble `\0asm` + version 0x0d + layer 1; a core module has layer 0.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
 /// One thread (not a tokio task: a spinning guest must not starve it) advancing the epoch for as

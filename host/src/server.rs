@@ -7,11 +7,11 @@ use crate::dispatch::Dispatcher;
 use crate::endpoint;
 use crate::sandbox::Sandbox;
 use anyhow::Context as _;
-use fjord_client::connection::{connect, reconnect};
-use fjord_client::envelope::{decode_message, Reply, Request};
-use fjord_client::failure::Failure;
-use fjord_client::reconnect::{Backoff, Outage};
-use fjord_client::topology;
+use fjord_oslo::connection::{connect, reconnect};
+use fjord_oslo::envelope::{decode_message, Reply, Request};
+use fjord_oslo::failure::Failure;
+use fjord_oslo::reconnect::{Backoff, Outage};
+use fjord_oslo::topology;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,

@@ -2,7 +2,7 @@
 //! requests (2.5 KB, 64 KB) complete, and a call that cannot succeed stops the run at once.
 
 use crate::harness::{config, path_item, unique, wasm, Host, URL};
-use fjord_client::bench::{pad_context, run, Load, PAD_KEY};
+use fjord_cli::bench::{pad_context, run, Load, PAD_KEY};
 use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl};
 use serde_json::{json, Map, Value};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The real oslo.messaging 18.3.1 client (Python, `interop/oslo_client.py`) calling fjord-host.
 
 use crate::harness::{config, path_item, unique, wasm, workspace, Host, URL};
-#[path = "../../../client/tests/support/python.rs"]
+#[path = "../../../tests/support/python.rs"]
 pub mod python;
 use python::{python, PyServer};
 use serde_json::{json, Value};

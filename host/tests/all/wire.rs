@@ -3,8 +3,8 @@
 
 use crate::harness::{config, path_item, unique, wasm, Host, URL};
 use crate::rpc::standard_host;
-use fjord_client::envelope::{encode_message, new_id, Reply, Request};
 use fjord_client::{Transport, TransportUrl};
+use fjord_oslo::envelope::{encode_message, new_id, Reply, Request};
 use futures_lite::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::FieldTable;
@@ -25,7 +25,7 @@ impl RawCaller {
         let transport = Transport::connect(&url).await.unwrap();
         let channel = transport.open_channel().await.unwrap();
         let reply_q = format!("reply_{}", new_id());
-        fjord_client::topology::declare_reply_queue(&channel, &reply_q, &url.options)
+        fjord_oslo::topology::declare_reply_queue(&channel, &reply_q, &url.options)
             .await
             .unwrap();
         let replies = channel
@@ -50,7 +50,7 @@ impl RawCaller {
 
     /// Publishes a body to the topic on the control exchange, with oslo's properties.
     async fn publish(&self, body: &[u8]) {
-        self.publish_with(body, fjord_client::topology::message_properties(None))
+        self.publish_with(body, fjord_oslo::topology::message_properties(None))
             .await
     }
 
@@ -285,7 +285,7 @@ async fn unreadable_messages_are_rejected_once_with_their_reason() {
 }
 
 fn oslo_properties() -> lapin::BasicProperties {
-    fjord_client::topology::message_properties(None)
+    fjord_oslo::topology::message_properties(None)
 }
 
 /// Readable envelopes whose request does not fit: each gets a failure reply naming what is wrong.

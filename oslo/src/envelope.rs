@@ -44,9 +44,9 @@ pub enum EnvelopeError {
 ///
 /// ```
 /// let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"add\"}"}"#;
-/// let msg = fjord_client::decode_message(body).unwrap();
+/// let msg = fjord_oslo::decode_message(body).unwrap();
 /// assert_eq!(msg["method"], "add");
-/// assert!(fjord_client::decode_message(b"not json").is_err());
+/// assert!(fjord_oslo::decode_message(b"not json").is_err());
 /// ```
 pub fn decode_message(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
     let outer: Value = serde_json::from_slice(body).map_err(EnvelopeError::NotJson)?;
@@ -79,8 +79,8 @@ pub fn decode_message(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> 
 /// ```
 /// let mut m = serde_json::Map::new();
 /// m.insert("method".into(), "add".into());
-/// let body = fjord_client::envelope::encode_message(&m);
-/// assert_eq!(fjord_client::decode_message(&body).unwrap(), m);
+/// let body = fjord_oslo::envelope::encode_message(&m);
+/// assert_eq!(fjord_oslo::decode_message(&body).unwrap(), m);
 /// ```
 pub fn encode_message(inner: &Map<String, Value>) -> Vec<u8> {
     let mut outer = Map::new();
@@ -110,7 +110,7 @@ pub enum RequestProblem {
 /// m.insert("method".into(), 5.into());
 /// m.insert("_msg_id".into(), "abc".into());
 /// m.insert("_reply_q".into(), "reply_x".into());
-/// let err = fjord_client::Request::from_message(m).unwrap_err();
+/// let err = fjord_oslo::Request::from_message(m).unwrap_err();
 /// assert_eq!(err.msg_id.as_deref(), Some("abc"));
 /// assert_eq!(err.reply_q.as_deref(), Some("reply_x"));
 /// ```
@@ -131,7 +131,7 @@ impl RequestError {
     /// ```
     /// let mut m = serde_json::Map::new();
     /// m.insert("args".into(), serde_json::json!({}));
-    /// let err = fjord_client::Request::from_message(m).unwrap_err();
+    /// let err = fjord_oslo::Request::from_message(m).unwrap_err();
     /// assert_eq!(err.failure().class, "TypeError");
     /// ```
     pub fn failure(&self) -> Failure {
@@ -142,11 +142,11 @@ impl RequestError {
 /// An RPC request (call or cast): the inner message of oslo's envelope.
 ///
 /// ```
-/// use fjord_client::Request;
+/// use fjord_oslo::Request;
 /// let mut args = serde_json::Map::new();
 /// args.insert("a".into(), 2.into());
 /// let req = Request::new("add", args);
-/// let back = Request::from_message(fjord_client::decode_message(&req.encode()).unwrap()).unwrap();
+/// let back = Request::from_message(fjord_oslo::decode_message(&req.encode()).unwrap()).unwrap();
 /// assert_eq!(back, req);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +175,7 @@ impl Request {
     /// A cast-shaped request with a fresh `_unique_id` and no context.
     ///
     /// ```
-    /// let r = fjord_client::Request::new("stop", serde_json::Map::new());
+    /// let r = fjord_oslo::Request::new("stop", serde_json::Map::new());
     /// assert_eq!(r.unique_id.as_ref().map(|u| u.len()), Some(32));
     /// ```
     pub fn new(method: impl Into<String>, args: Map<String, Value>) -> Request {
@@ -195,7 +195,7 @@ impl Request {
     /// The effective version for dispatch: the requested one, or `1.0`.
     ///
     /// ```
-    /// assert_eq!(fjord_client::Request::new("m", Default::default()).version_or_default(), "1.0");
+    /// assert_eq!(fjord_oslo::Request::new("m", Default::default()).version_or_default(), "1.0");
     /// ```
     pub fn version_or_default(&self) -> &str {
         self.version.as_deref().unwrap_or("1.0")
@@ -204,9 +204,9 @@ impl Request {
     /// Reads a decoded message dict (see [`decode_message`]).
     ///
     /// ```
-    /// let msg = fjord_client::decode_message(
+    /// let msg = fjord_oslo::decode_message(
     ///     br#"{"method": "add", "args": {"a": 1}, "_context_user": "alice"}"#).unwrap();
-    /// let req = fjord_client::Request::from_message(msg).unwrap();
+    /// let req = fjord_oslo::Request::from_message(msg).unwrap();
     /// assert_eq!(req.context["user"], "alice");
     /// ```
     pub fn from_message(mut msg: Map<String, Value>) -> Result<Request, RequestError> {
@@ -270,7 +270,7 @@ impl Request {
     /// The inner message dict, keys in the order Python emits them.
     ///
     /// ```
-    /// let m = fjord_client::Request::new("add", Default::default()).to_message();
+    /// let m = fjord_oslo::Request::new("add", Default::default()).to_message();
     /// assert_eq!(m.keys().next().map(String::as_str), Some("method"));
     /// ```
     pub fn to_message(&self) -> Map<String, Value> {
@@ -309,7 +309,7 @@ impl Request {
     /// The full message body (2.0 envelope).
     ///
     /// ```
-    /// let body = fjord_client::Request::new("add", Default::default()).encode();
+    /// let body = fjord_oslo::Request::new("add", Default::default()).encode();
     /// assert!(body.starts_with(br#"{"oslo.version":"2.0""#));
     /// ```
     pub fn encode(&self) -> Vec<u8> {
@@ -320,7 +320,7 @@ impl Request {
 /// The reply to a call.
 ///
 /// ```
-/// use fjord_client::Reply;
+/// use fjord_oslo::Reply;
 /// let r = Reply::ok("abc", serde_json::json!(5));
 /// let back = Reply::decode(&r.encode()).unwrap();
 /// assert_eq!(back.result, 5);
@@ -344,7 +344,7 @@ impl Reply {
     /// A successful final reply.
     ///
     /// ```
-    /// assert_eq!(fjord_client::Reply::ok("m", 1.into()).msg_id, "m");
+    /// assert_eq!(fjord_oslo::Reply::ok("m", 1.into()).msg_id, "m");
     /// ```
     pub fn ok(msg_id: impl Into<String>, result: Value) -> Reply {
         Reply {
@@ -359,7 +359,7 @@ impl Reply {
     /// A failed final reply.
     ///
     /// ```
-    /// let r = fjord_client::Reply::failed("m", fjord_client::Failure::type_error("x"));
+    /// let r = fjord_oslo::Reply::failed("m", fjord_oslo::Failure::type_error("x"));
     /// assert!(r.result.is_null() && r.failure.is_some());
     /// ```
     pub fn failed(msg_id: impl Into<String>, failure: Failure) -> Reply {
@@ -375,7 +375,7 @@ impl Reply {
     /// A heartbeat (`ending: false`) telling the caller the method still runs.
     ///
     /// ```
-    /// assert!(!fjord_client::Reply::heartbeat("m").ending);
+    /// assert!(!fjord_oslo::Reply::heartbeat("m").ending);
     /// ```
     pub fn heartbeat(msg_id: impl Into<String>) -> Reply {
         Reply {
@@ -390,7 +390,7 @@ impl Reply {
     /// The inner reply dict in Python's key order; `failure` is a JSON string or null.
     ///
     /// ```
-    /// let m = fjord_client::Reply::ok("m", 5.into()).to_message();
+    /// let m = fjord_oslo::Reply::ok("m", 5.into()).to_message();
     /// assert!(m["failure"].is_null());
     /// ```
     pub fn to_message(&self) -> Map<String, Value> {
@@ -411,7 +411,7 @@ impl Reply {
     /// The full message body (2.0 envelope).
     ///
     /// ```
-    /// let body = fjord_client::Reply::ok("m", 5.into()).encode();
+    /// let body = fjord_oslo::Reply::ok("m", 5.into()).encode();
     /// assert!(!body.is_empty());
     /// ```
     pub fn encode(&self) -> Vec<u8> {
@@ -421,7 +421,7 @@ impl Reply {
     /// Reads a reply body.
     ///
     /// ```
-    /// assert!(fjord_client::Reply::decode(br#"{"result": 1}"#).is_err());
+    /// assert!(fjord_oslo::Reply::decode(br#"{"result": 1}"#).is_err());
     /// ```
     pub fn decode(body: &[u8]) -> Result<Reply, EnvelopeError> {
         let mut m = decode_message(body)?;
@@ -462,7 +462,7 @@ impl Reply {
 /// A fresh 32-hex-digit id (uuid4 hex, as oslo's `_msg_id` and `_unique_id`).
 ///
 /// ```
-/// assert_eq!(fjord_client::envelope::new_id().len(), 32);
+/// assert_eq!(fjord_oslo::envelope::new_id().len(), 32);
 /// ```
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()

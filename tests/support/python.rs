@@ -1,5 +1,5 @@
 //! The venv's Python and a real oslo.messaging server (`interop/oslo_server.py`) for interop tests.
-//! Shared by the client's and the host's tests (the host includes this file with `#[path]`).
+//! Shared by the client's, the CLI's and the host's tests (each includes this file with `#[path]`).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The workspace root (the parent of both crates).
+/// The workspace root (the parent of every crate).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()

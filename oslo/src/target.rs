@@ -3,7 +3,7 @@
 /// The destination of an RPC call or cast (oslo `oslo_messaging.Target`).
 ///
 /// ```
-/// use fjord_client::Target;
+/// use fjord_oslo::Target;
 /// let t = Target::new("compute").server("host1").version("1.3");
 /// assert_eq!(t.topic, "compute");
 /// assert_eq!(t.routing_key(), "compute.host1");
@@ -28,7 +28,7 @@ impl Target {
     /// A target for `topic` with everything else unset.
     ///
     /// ```
-    /// let t = fjord_client::Target::new("test");
+    /// let t = fjord_oslo::Target::new("test");
     /// assert!(t.server.is_none() && !t.fanout);
     /// ```
     pub fn new(topic: impl Into<String>) -> Target {
@@ -41,7 +41,7 @@ impl Target {
     /// Sets the exchange.
     ///
     /// ```
-    /// let t = fjord_client::Target::new("t").exchange("nova");
+    /// let t = fjord_oslo::Target::new("t").exchange("nova");
     /// assert_eq!(t.exchange.as_deref(), Some("nova"));
     /// ```
     pub fn exchange(mut self, exchange: impl Into<String>) -> Target {
@@ -52,7 +52,7 @@ impl Target {
     /// Directs messages to one server.
     ///
     /// ```
-    /// let t = fjord_client::Target::new("t").server("s1");
+    /// let t = fjord_oslo::Target::new("t").server("s1");
     /// assert_eq!(t.server.as_deref(), Some("s1"));
     /// ```
     pub fn server(mut self, server: impl Into<String>) -> Target {
@@ -63,7 +63,7 @@ impl Target {
     /// Sets the endpoint namespace.
     ///
     /// ```
-    /// let t = fjord_client::Target::new("t").namespace("calc");
+    /// let t = fjord_oslo::Target::new("t").namespace("calc");
     /// assert_eq!(t.namespace.as_deref(), Some("calc"));
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Target {
@@ -74,7 +74,7 @@ impl Target {
     /// Sets the requested version.
     ///
     /// ```
-    /// let t = fjord_client::Target::new("t").version("1.1");
+    /// let t = fjord_oslo::Target::new("t").version("1.1");
     /// assert_eq!(t.version.as_deref(), Some("1.1"));
     /// ```
     pub fn version(mut self, version: impl Into<String>) -> Target {
@@ -85,7 +85,7 @@ impl Target {
     /// Makes casts go to every server on the topic.
     ///
     /// ```
-    /// assert!(fjord_client::Target::new("t").fanout(true).fanout);
+    /// assert!(fjord_oslo::Target::new("t").fanout(true).fanout);
     /// ```
     pub fn fanout(mut self, fanout: bool) -> Target {
         self.fanout = fanout;
@@ -95,7 +95,7 @@ impl Target {
     /// The routing key of a topic publish: `<topic>` or `<topic>.<server>`.
     ///
     /// ```
-    /// assert_eq!(fjord_client::Target::new("t").routing_key(), "t");
+    /// assert_eq!(fjord_oslo::Target::new("t").routing_key(), "t");
     /// ```
     pub fn routing_key(&self) -> String {
         match &self.server {

@@ -10,7 +10,7 @@ fn envelope_corpus_holds() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        if let Err(violation) = fjord_client::fuzzing::check_envelope(&data) {
+        if let Err(violation) = fjord_oslo::fuzzing::check_envelope(&data) {
             panic!("{}: {violation}", path.display());
         }
         inputs += 1;

@@ -4,7 +4,7 @@
 /// `select-destinations` → `select_destinations`.
 ///
 /// ```
-/// assert_eq!(fjord_client::names::to_snake("select-destinations"), "select_destinations");
+/// assert_eq!(fjord_oslo::names::to_snake("select-destinations"), "select_destinations");
 /// ```
 pub fn to_snake(kebab: &str) -> String {
     kebab.replace('-', "_")
@@ -13,7 +13,7 @@ pub fn to_snake(kebab: &str) -> String {
 /// `select_destinations` → `select-destinations`.
 ///
 /// ```
-/// assert_eq!(fjord_client::names::to_kebab("dark_green"), "dark-green");
+/// assert_eq!(fjord_oslo::names::to_kebab("dark_green"), "dark-green");
 /// ```
 pub fn to_kebab(snake: &str) -> String {
     snake.replace('_', "-")
@@ -22,7 +22,7 @@ pub fn to_kebab(snake: &str) -> String {
 /// `not-found` → `NotFound`: how an error case becomes an exception class name.
 ///
 /// ```
-/// assert_eq!(fjord_client::names::to_camel("permission-denied"), "PermissionDenied");
+/// assert_eq!(fjord_oslo::names::to_camel("permission-denied"), "PermissionDenied");
 /// ```
 pub fn to_camel(kebab: &str) -> String {
     kebab

@@ -19,7 +19,7 @@ pub enum FailureError {
 /// An exception raised by a remote method, as carried in a reply's `failure` field.
 ///
 /// ```
-/// use fjord_client::Failure;
+/// use fjord_oslo::Failure;
 /// let f = Failure::no_such_method("nope");
 /// let back = Failure::from_json_str(&f.to_json_string()).unwrap();
 /// assert_eq!(back.class, "NoSuchMethod");
@@ -45,7 +45,7 @@ impl Failure {
     /// A failure with `args = [message]`, no traceback and no kwargs.
     ///
     /// ```
-    /// let f = fjord_client::Failure::new("NotFound", "fjord", "no such thing");
+    /// let f = fjord_oslo::Failure::new("NotFound", "fjord", "no such thing");
     /// assert_eq!(f.args, vec![serde_json::json!("no such thing")]);
     /// ```
     pub fn new(
@@ -67,7 +67,7 @@ impl Failure {
     /// The dispatcher's `NoSuchMethod`.
     ///
     /// ```
-    /// let f = fjord_client::Failure::no_such_method("nope");
+    /// let f = fjord_oslo::Failure::no_such_method("nope");
     /// assert_eq!(f.module, "oslo_messaging.rpc.dispatcher");
     /// ```
     pub fn no_such_method(method: &str) -> Failure {
@@ -81,7 +81,7 @@ impl Failure {
     /// The dispatcher's `UnsupportedVersion`.
     ///
     /// ```
-    /// let f = fjord_client::Failure::unsupported_version("2.0", "add");
+    /// let f = fjord_oslo::Failure::unsupported_version("2.0", "add");
     /// assert_eq!(f.message, "Endpoint does not support RPC version 2.0. Attempted method: add");
     /// ```
     pub fn unsupported_version(version: &str, method: &str) -> Failure {
@@ -95,7 +95,7 @@ impl Failure {
     /// A Python `TypeError` (module `builtins`), re-raised as such by Python callers.
     ///
     /// ```
-    /// let f = fjord_client::Failure::type_error("add() missing 1 required argument: 'b'");
+    /// let f = fjord_oslo::Failure::type_error("add() missing 1 required argument: 'b'");
     /// assert_eq!((f.class.as_str(), f.module.as_str()), ("TypeError", "builtins"));
     /// ```
     pub fn type_error(message: impl Into<String>) -> Failure {
@@ -105,7 +105,7 @@ impl Failure {
     /// The failure JSON object, keys in oslo's order.
     ///
     /// ```
-    /// let v = fjord_client::Failure::type_error("x").to_json_value();
+    /// let v = fjord_oslo::Failure::type_error("x").to_json_value();
     /// assert_eq!(v["class"], "TypeError");
     /// ```
     pub fn to_json_value(&self) -> Value {
@@ -125,7 +125,7 @@ impl Failure {
     /// The failure as the JSON string a reply carries.
     ///
     /// ```
-    /// let s = fjord_client::Failure::type_error("x").to_json_string();
+    /// let s = fjord_oslo::Failure::type_error("x").to_json_string();
     /// assert!(s.starts_with(r#"{"class":"TypeError","module":"builtins""#));
     /// ```
     pub fn to_json_string(&self) -> String {
@@ -135,7 +135,7 @@ impl Failure {
     /// Reads oslo's failure JSON; `tb`, `args`, `kwargs` and `message` may be missing.
     ///
     /// ```
-    /// let f = fjord_client::Failure::from_json_str(r#"{"class": "E", "module": "m"}"#).unwrap();
+    /// let f = fjord_oslo::Failure::from_json_str(r#"{"class": "E", "module": "m"}"#).unwrap();
     /// assert_eq!(f.message, "");
     /// ```
     pub fn from_json_str(s: &str) -> Result<Failure, FailureError> {
@@ -182,7 +182,7 @@ impl Failure {
     /// The caller-side error for this failure.
     ///
     /// ```
-    /// let e = fjord_client::Failure::no_such_method("x").to_remote_error();
+    /// let e = fjord_oslo::Failure::no_such_method("x").to_remote_error();
     /// assert_eq!(e.to_string(), "NoSuchMethod: Endpoint does not support RPC method x");
     /// ```
     pub fn to_remote_error(&self) -> RemoteError {
@@ -197,7 +197,7 @@ impl Failure {
 /// The error a caller gets when the remote method raised; displays as `Class: message`.
 ///
 /// ```
-/// let e = fjord_client::RemoteError {
+/// let e = fjord_oslo::RemoteError {
 ///     class: "ValueError".into(),
 ///     module: "builtins".into(),
 ///     message: "bad".into(),

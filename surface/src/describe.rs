@@ -1,9 +1,11 @@
-//! What an endpoint component offers to oslo callers, read from its WIT (no wasmtime needed).
+//! A component's exports as oslo endpoints: one [`InterfaceDescription`] per exported interface
+//! (plus one for functions exported at the top level), one [`MethodDescription`] per function.
 
-use crate::names::to_snake;
-use crate::version::served_version;
+use crate::wit_types::{describe_types, type_name, unsupported};
+use fjord_oslo::names::to_snake;
+use fjord_oslo::version::served_version;
 use serde::Serialize;
-use wit_parser::{Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, WorldItem};
+use wit_parser::{Function, FunctionKind, Resolve, WorldItem, WorldKey};
 
 /// A file that is not a readable WebAssembly component.
 #[derive(Debug, thiserror::Error)]
@@ -11,33 +13,46 @@ pub enum InspectError {
     /// Decoding failed (not wasm, or a core module rather than a component).
     #[error("not a WebAssembly component: {0}")]
     NotComponent(String),
+    /// WIT text that does not parse or has no single world.
+    #[error("invalid WIT: {0}")]
+    BadWit(String),
 }
 
 /// One method as oslo callers name it.
 ///
 /// ```
-/// let m = fjord_client::inspect::MethodDescription {
+/// let m = fjord_surface::MethodDescription {
 ///     name: "add".into(),
+///     wit_name: "add".into(),
 ///     params: vec![("a".into(), "s64".into())],
 ///     result: Some("s64".into()),
+///     unsupported: None,
 /// };
 /// assert_eq!(m.signature(), "add(a: s64) -> s64");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MethodDescription {
-    /// snake_case method name.
+    /// snake_case method name, as oslo callers call it.
     pub name: String,
+    /// The function's name in WIT (kebab-case), as the component exports it.
+    pub wit_name: String,
     /// snake_case parameter names with their WIT types.
     pub params: Vec<(String, String)>,
     /// The WIT result type, if any.
     pub result: Option<String>,
+    /// Why the function cannot be called over RPC (it takes a resource, returns a stream, is
+    /// async...), or `None` when it can. The host refuses a component with such a function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
 }
 
 impl MethodDescription {
     /// `name(param: type, ...) -> type`.
     ///
     /// ```
-    /// let m = fjord_client::inspect::MethodDescription { name: "ping".into(), params: vec![], result: None };
+    /// let m = fjord_surface::MethodDescription {
+    ///     name: "ping".into(), wit_name: "ping".into(), params: vec![], result: None, unsupported: None,
+    /// };
     /// assert_eq!(m.signature(), "ping()");
     /// ```
     pub fn signature(&self) -> String {
@@ -56,7 +71,8 @@ impl MethodDescription {
 /// One exported interface: an oslo endpoint.
 ///
 /// ```
-/// let i = fjord_client::inspect::InterfaceDescription {
+/// let i = fjord_surface::InterfaceDescription {
+///     export: Some("example:calc/calculator@1.3.0".into()),
 ///     name: "calculator".into(), package: Some("example:calc".into()),
 ///     package_version: Some("1.3.0".into()), oslo_version: "1.3".into(), methods: vec![],
 ///     types: vec![("color".into(), "enum { red, dark_green }".into())],
@@ -65,7 +81,10 @@ impl MethodDescription {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InterfaceDescription {
-    /// The interface name as written in WIT.
+    /// The component's export name (`example:calc/calculator@1.3.0`); `None` for the functions
+    /// a component exports at its top level, outside any interface.
+    pub export: Option<String>,
+    /// The interface name as written in WIT (`(top level)` for top-level functions).
     pub name: String,
     /// `namespace:package`, when the interface belongs to a package.
     pub package: Option<String>,
@@ -73,7 +92,7 @@ pub struct InterfaceDescription {
     pub package_version: Option<String>,
     /// The oslo version it serves: `M.m` (or `M.m.p` when the patch is non-zero); `1.0` without version.
     pub oslo_version: String,
-    /// Callable functions.
+    /// Callable functions, in WIT order.
     pub methods: Vec<MethodDescription>,
     /// The interface's named types with what a caller sends for them: record fields and
     /// enum, variant and flag cases in snake_case, as they are on the wire.
@@ -83,7 +102,7 @@ pub struct InterfaceDescription {
 /// Everything a component exports for RPC.
 ///
 /// ```
-/// assert!(fjord_client::inspect::describe_component(b"not wasm").is_err());
+/// assert!(fjord_surface::describe_component(b"not wasm").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ComponentDescription {
@@ -94,15 +113,15 @@ pub struct ComponentDescription {
 /// Decodes a component's WIT and lists its exported interfaces and their functions.
 ///
 /// ```
-/// assert!(fjord_client::inspect::describe_component(&[0, 97, 115, 109, 1, 0, 0, 0]).is_err());
+/// assert!(fjord_surface::describe_component(&[0, 97, 115, 109, 1, 0, 0, 0]).is_err());
 /// ```
 pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectError> {
     // Header: `\0asm`, a 16-bit version, then the layer: 0 = core module, 1 = component.
     // wit-component would read a core module as a component with an empty world.
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+    if bytes.len() < 8 || bytes.get(..4) != Some(b"\0asm".as_slice()) {
         return Err(InspectError::NotComponent("not a WebAssembly file".into()));
     }
-    if bytes[6..8] != [1, 0] {
+    if bytes.get(6..8) != Some([1, 0].as_slice()) {
         return Err(InspectError::NotComponent(
             "this is a core WebAssembly module, not a component".into(),
         ));
@@ -120,174 +139,135 @@ pub fn describe_component(bytes: &[u8]) -> Result<ComponentDescription, InspectE
     Ok(describe_world(&resolve, world))
 }
 
-/// The exported interfaces of a decoded world.
+/// Describes the exports of the one world in a WIT document (for tools that start from WIT
+/// rather than from a built component).
+///
+/// ```
+/// let d = fjord_surface::describe_wit_text(
+///     "package a:b; interface api { hi: func() -> u32; } world w { export api; }").unwrap();
+/// assert_eq!(d.interfaces[0].oslo_version, "1.0");
+/// ```
+pub fn describe_wit_text(wit: &str) -> Result<ComponentDescription, InspectError> {
+    let mut resolve = Resolve::default();
+    let pkg = resolve
+        .push_str("input.wit", wit)
+        .map_err(|e| InspectError::BadWit(format!("{e:#}")))?;
+    let world = resolve
+        .select_world(&[pkg], None)
+        .map_err(|e| InspectError::BadWit(format!("{e:#}")))?;
+    Ok(describe_world(&resolve, world))
+}
+
+/// The exported interfaces of a decoded world. Interfaces of the `wasi` namespace (a command's
+/// `wasi:cli/run`) are not RPC endpoints and are left out.
 fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDescription {
     let mut interfaces = Vec::new();
-    for item in resolve.worlds[world].exports.values() {
-        let WorldItem::Interface { id, .. } = item else {
-            continue;
-        };
-        let iface = &resolve.interfaces[*id];
-        let package = iface.package.map(|p| &resolve.packages[p].name);
-        let methods = iface
-            .functions
-            .values()
-            .filter(|f| {
-                matches!(
-                    f.kind,
-                    FunctionKind::Freestanding | FunctionKind::AsyncFreestanding
-                )
-            })
-            .map(|f| describe_function(resolve, f))
-            .collect();
+    let mut top_level = Vec::new();
+    for (key, item) in &resolve.worlds[world].exports {
+        match item {
+            WorldItem::Interface { id, .. } => {
+                let iface = &resolve.interfaces[*id];
+                let package = iface.package.map(|p| &resolve.packages[p].name);
+                if package.is_some_and(|p| p.namespace == "wasi") {
+                    continue;
+                }
+                let methods = iface
+                    .functions
+                    .values()
+                    .filter(|f| is_freestanding(f))
+                    .map(|f| describe_function(resolve, f))
+                    .collect();
+                interfaces.push(InterfaceDescription {
+                    export: Some(resolve.name_world_key(key)),
+                    name: match key {
+                        WorldKey::Name(name) => name.clone(),
+                        WorldKey::Interface(_) => {
+                            iface.name.clone().unwrap_or_else(|| "(anonymous)".into())
+                        }
+                    },
+                    package: package.map(|p| format!("{}:{}", p.namespace, p.name)),
+                    package_version: package
+                        .and_then(|p| p.version.as_ref().map(|v| v.to_string())),
+                    oslo_version: served_version(package.and_then(|p| p.version.as_ref())),
+                    methods,
+                    types: describe_types(resolve, iface),
+                });
+            }
+            WorldItem::Function(f) if is_freestanding(f) => {
+                top_level.push(describe_function(resolve, f));
+            }
+            _ => {}
+        }
+    }
+    if !top_level.is_empty() {
+        let package = resolve.worlds[world]
+            .package
+            .map(|p| &resolve.packages[p].name);
         interfaces.push(InterfaceDescription {
-            name: iface.name.clone().unwrap_or_else(|| "(anonymous)".into()),
+            export: None,
+            name: "(top level)".into(),
             package: package.map(|p| format!("{}:{}", p.namespace, p.name)),
             package_version: package.and_then(|p| p.version.as_ref().map(|v| v.to_string())),
-            oslo_version: served_version(package.and_then(|p| p.version.as_ref())),
-            methods,
-            types: describe_types(resolve, iface),
+            oslo_version: served_version(None),
+            methods: top_level,
+            types: Vec::new(),
         });
     }
     ComponentDescription { interfaces }
 }
 
+/// `[constructor]r`, `[method]r.m` and `[static]r.f` belong to a resource, which RPC cannot
+/// hold; a freestanding function that takes or returns one is marked unsupported instead.
+fn is_freestanding(f: &Function) -> bool {
+    matches!(
+        f.kind,
+        FunctionKind::Freestanding | FunctionKind::AsyncFreestanding
+    )
+}
+
 fn describe_function(resolve: &Resolve, f: &Function) -> MethodDescription {
+    let params_unsupported = f.params.iter().find_map(|p| {
+        unsupported(resolve, &p.ty).map(|why| {
+            format!(
+                "parameter `{}` is {why}, which cannot be passed over RPC",
+                p.name
+            )
+        })
+    });
+    let result_unsupported = || {
+        f.result.as_ref().and_then(|t| {
+            unsupported(resolve, t)
+                .map(|why| format!("returns {why}, which cannot be passed over RPC"))
+        })
+    };
+    let unsupported = if matches!(f.kind, FunctionKind::AsyncFreestanding) {
+        Some("async functions are not supported yet".to_string())
+    } else {
+        params_unsupported.or_else(result_unsupported)
+    };
     MethodDescription {
         name: to_snake(&f.name),
+        wit_name: f.name.clone(),
         params: f
             .params
             .iter()
             .map(|p| (to_snake(&p.name), type_name(resolve, &p.ty)))
             .collect(),
         result: f.result.as_ref().map(|t| type_name(resolve, t)),
-    }
-}
-
-/// The named types an interface defines, in wire terms (resources are left out: RPC cannot hold
-/// them).
-fn describe_types(resolve: &Resolve, iface: &wit_parser::Interface) -> Vec<(String, String)> {
-    let list = |items: Vec<String>| items.join(", ");
-    iface
-        .types
-        .iter()
-        .filter_map(|(name, id)| {
-            let definition = match &resolve.types[*id].kind {
-                TypeDefKind::Record(r) => format!(
-                    "record {{ {} }}",
-                    list(
-                        r.fields
-                            .iter()
-                            .map(|f| format!(
-                                "{}: {}",
-                                to_snake(&f.name),
-                                type_name(resolve, &f.ty)
-                            ))
-                            .collect()
-                    )
-                ),
-                TypeDefKind::Enum(e) => format!(
-                    "enum {{ {} }}",
-                    list(e.cases.iter().map(|c| to_snake(&c.name)).collect())
-                ),
-                TypeDefKind::Flags(f) => format!(
-                    "flags {{ {} }}",
-                    list(f.flags.iter().map(|c| to_snake(&c.name)).collect())
-                ),
-                TypeDefKind::Variant(v) => format!(
-                    "variant {{ {} }}",
-                    list(
-                        v.cases
-                            .iter()
-                            .map(|c| match &c.ty {
-                                Some(t) =>
-                                    format!("{}({})", to_snake(&c.name), type_name(resolve, t)),
-                                None => to_snake(&c.name),
-                            })
-                            .collect()
-                    )
-                ),
-                TypeDefKind::Type(t) => type_name(resolve, t),
-                TypeDefKind::Resource => return None,
-                other => other.as_str().to_string(),
-            };
-            Some((name.clone(), definition))
-        })
-        .collect()
-}
-
-/// WIT spelling of a type; named types by their name.
-fn type_name(resolve: &Resolve, ty: &Type) -> String {
-    match ty {
-        Type::Bool => "bool".into(),
-        Type::U8 => "u8".into(),
-        Type::U16 => "u16".into(),
-        Type::U32 => "u32".into(),
-        Type::U64 => "u64".into(),
-        Type::S8 => "s8".into(),
-        Type::S16 => "s16".into(),
-        Type::S32 => "s32".into(),
-        Type::S64 => "s64".into(),
-        Type::F32 => "f32".into(),
-        Type::F64 => "f64".into(),
-        Type::Char => "char".into(),
-        Type::String => "string".into(),
-        Type::ErrorContext => "error-context".into(),
-        Type::Id(id) => {
-            let def = &resolve.types[*id];
-            if let Some(name) = &def.name {
-                return name.clone();
-            }
-            let opt = |t: &Option<Type>| {
-                t.as_ref()
-                    .map_or("_".to_string(), |t| type_name(resolve, t))
-            };
-            match &def.kind {
-                TypeDefKind::List(t) => format!("list<{}>", type_name(resolve, t)),
-                TypeDefKind::FixedLengthList(t, n) => {
-                    format!("list<{}, {n}>", type_name(resolve, t))
-                }
-                TypeDefKind::Option(t) => format!("option<{}>", type_name(resolve, t)),
-                TypeDefKind::Result(r) => match (&r.ok, &r.err) {
-                    (None, None) => "result".into(),
-                    (Some(ok), None) => format!("result<{}>", type_name(resolve, ok)),
-                    _ => format!("result<{}, {}>", opt(&r.ok), opt(&r.err)),
-                },
-                TypeDefKind::Tuple(t) => format!(
-                    "tuple<{}>",
-                    t.types
-                        .iter()
-                        .map(|t| type_name(resolve, t))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                TypeDefKind::Handle(Handle::Own(r)) => type_name(resolve, &Type::Id(*r)),
-                TypeDefKind::Handle(Handle::Borrow(r)) => {
-                    format!("borrow<{}>", type_name(resolve, &Type::Id(*r)))
-                }
-                TypeDefKind::Future(t) => format!("future<{}>", opt(t)),
-                TypeDefKind::Stream(t) => format!("stream<{}>", opt(t)),
-                TypeDefKind::Type(t) => type_name(resolve, t),
-                other => other.as_str().to_string(),
-            }
-        }
+        unsupported,
     }
 }
 
 // Shared with the integration tests, which cannot see `cfg(test)` items of the library.
 #[cfg(test)]
-#[path = "../tests/support/test_component.rs"]
+#[path = "../tests/test_component.rs"]
 mod test_component;
 #[cfg(test)]
 use test_component::test_component;
 
-/// Describes the exports of a world given as WIT text (for tests of type rendering).
 #[cfg(test)]
 fn describe_wit(wit: &str) -> ComponentDescription {
-    let mut resolve = Resolve::default();
-    let pkg = resolve.push_str("test.wit", wit).unwrap();
-    let world = resolve.select_world(&[pkg], None).unwrap();
-    describe_world(&resolve, world)
+    describe_wit_text(wit).unwrap()
 }
 
 #[cfg(test)]
@@ -369,7 +349,55 @@ mod tests {
     }
 
     #[test]
+    fn unsupported_functions_say_why() {
+        let d = describe_wit(
+            r#"
+            package example:res@1.0.0;
+            interface counters {
+                resource counter { get: func() -> u32; }
+                use-counter: func(c: borrow<counter>) -> u32;
+                watch: func() -> stream<u8>;
+                fine: func(names: list<string>) -> option<u32>;
+            }
+            world w { export counters; }
+        "#,
+        );
+        let methods = &d.interfaces[0].methods;
+        let names: Vec<&str> = methods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["use_counter", "watch", "fine"],
+            "resource methods are left out"
+        );
+        let why = |i: usize| methods[i].unsupported.clone().unwrap_or_default();
+        assert!(
+            why(0).contains("parameter `c` is a resource handle"),
+            "{}",
+            why(0)
+        );
+        assert!(why(1).contains("returns a stream"), "{}", why(1));
+        assert_eq!(methods[2].unsupported, None);
+        assert_eq!(
+            d.interfaces[0].export.as_deref(),
+            Some("example:res/counters@1.0.0")
+        );
+    }
+
+    #[test]
+    fn top_level_functions_form_one_more_interface() {
+        let d =
+            describe_wit("package a:b; world w { export hello: func(name: string) -> string; }");
+        assert_eq!(d.interfaces.len(), 1);
+        assert_eq!(d.interfaces[0].export, None);
+        assert_eq!(
+            d.interfaces[0].methods[0].signature(),
+            "hello(name: string) -> string"
+        );
+    }
+
+    #[test]
     fn versions() {
+        use fjord_oslo::version::served_version;
         assert_eq!(
             served_version(Some(&semver::Version::new(1, 3, 2))),
             "1.3.2"

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use fjord_client::bench::{self, pad_context, Load};
-use fjord_client::inspect::{describe_component, ComponentDescription};
+use fjord_cli::bench::{self, pad_context, Load};
 use fjord_client::{
     RpcClient, RpcError, Target, Transport, TransportUrl, DEFAULT_CONTROL_EXCHANGE,
 };
+use fjord_surface::{describe_component, ComponentDescription};
 use serde_json::{Map, Value};
 
 const DEFAULT_URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
@@ -291,7 +291,10 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
             iface.name, iface.oslo_version
         );
         for m in &iface.methods {
-            println!("  {}", m.signature());
+            match &m.unsupported {
+                Some(why) => println!("  {}    (not served: {why})", m.signature()),
+                None => println!("  {}", m.signature()),
+            }
         }
         if !iface.types.is_empty() {
             println!("  where");

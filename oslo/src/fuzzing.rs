@@ -12,7 +12,7 @@ use crate::envelope::{decode_message, Reply, Request};
 /// that decodes survives an encode/decode round trip unchanged.
 ///
 /// ```
-/// assert!(fjord_client::fuzzing::check_envelope(b"{\"method\": \"add\"}").is_ok());
+/// assert!(fjord_oslo::fuzzing::check_envelope(b"{\"method\": \"add\"}").is_ok());
 /// ```
 pub fn check_envelope(data: &[u8]) -> Result<(), String> {
     match decode_message(data) {

@@ -11,7 +11,7 @@ pub struct VersionError(pub String);
 /// A parsed oslo API version.
 ///
 /// ```
-/// let v: fjord_client::Version = "1.3".parse().unwrap();
+/// let v: fjord_oslo::Version = "1.3".parse().unwrap();
 /// assert_eq!((v.major, v.minor, v.revision), (1, 3, 0));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,8 +28,8 @@ impl Version {
     /// Parses `"M.m"` or `"M.m.r"`.
     ///
     /// ```
-    /// assert!(fjord_client::Version::parse("1.2.3").is_ok());
-    /// assert!(fjord_client::Version::parse("one").is_err());
+    /// assert!(fjord_oslo::Version::parse("1.2.3").is_ok());
+    /// assert!(fjord_oslo::Version::parse("one").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Version, VersionError> {
         let err = || VersionError(s.to_string());
@@ -57,7 +57,7 @@ impl Version {
     /// Whether an endpoint at `self` can serve a request for `requested`.
     ///
     /// ```
-    /// use fjord_client::Version;
+    /// use fjord_oslo::Version;
     /// let endpoint = Version::parse("1.3").unwrap();
     /// assert!(endpoint.serves(&Version::parse("1.0").unwrap()));
     /// assert!(!endpoint.serves(&Version::parse("2.0").unwrap()));
@@ -98,7 +98,7 @@ impl fmt::Display for Version {
 /// `1.3.2` serves `1.3.2` (the patch is oslo's revision), no version serves `1.0`.
 ///
 /// ```
-/// use fjord_client::version::served_version;
+/// use fjord_oslo::version::served_version;
 /// assert_eq!(served_version(Some(&semver::Version::new(1, 3, 0))), "1.3");
 /// assert_eq!(served_version(Some(&semver::Version::new(1, 3, 2))), "1.3.2");
 /// assert_eq!(served_version(None), "1.0");
@@ -115,7 +115,7 @@ pub fn served_version(package_version: Option<&semver::Version>) -> String {
 /// `endpoint_version` serve a request for `requested`?
 ///
 /// ```
-/// use fjord_client::is_compatible;
+/// use fjord_oslo::is_compatible;
 /// assert_eq!(is_compatible("1.3", "1.1"), Ok(true));
 /// assert_eq!(is_compatible("1.3", "1.4"), Ok(false));
 /// assert!(is_compatible("1.3", "x").is_err());

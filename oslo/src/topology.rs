@@ -31,7 +31,7 @@ pub enum PublishError {
 /// The queues an RPC server consumes from (see [`declare_server_queues`]).
 ///
 /// ```
-/// let q = fjord_client::ServerQueues {
+/// let q = fjord_oslo::ServerQueues {
 ///     topic: "t".into(), server: "t.s".into(), fanout: "t_fanout_0123".into(),
 /// };
 /// assert_eq!(q.server, "t.s");
@@ -49,7 +49,7 @@ pub struct ServerQueues {
 /// The name of a topic's fanout exchange: `<topic>_fanout`.
 ///
 /// ```
-/// assert_eq!(fjord_client::topology::fanout_exchange_name("t"), "t_fanout");
+/// assert_eq!(fjord_oslo::topology::fanout_exchange_name("t"), "t_fanout");
 /// ```
 pub fn fanout_exchange_name(topic: &str) -> String {
     format!("{topic}_fanout")
@@ -58,7 +58,7 @@ pub fn fanout_exchange_name(topic: &str) -> String {
 /// A new name for one server's fanout queue: `<topic>_fanout_<uuid4 hex>`, as oslo names it.
 ///
 /// ```
-/// let name = fjord_client::topology::new_fanout_queue_name("t");
+/// let name = fjord_oslo::topology::new_fanout_queue_name("t");
 /// assert!(name.starts_with("t_fanout_") && name.len() == "t_fanout_".len() + 32);
 /// ```
 pub fn new_fanout_queue_name(topic: &str) -> String {
@@ -70,7 +70,7 @@ pub fn new_fanout_queue_name(topic: &str) -> String {
 ///
 /// ```no_run
 /// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
-/// fjord_client::declare_topic_exchange(ch, "openstack", &Default::default()).await?;
+/// fjord_oslo::declare_topic_exchange(ch, "openstack", &Default::default()).await?;
 /// # Ok(()) }
 /// ```
 pub async fn declare_topic_exchange(
@@ -96,7 +96,7 @@ pub async fn declare_topic_exchange(
 ///
 /// ```no_run
 /// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
-/// fjord_client::declare_fanout_exchange(ch, "compute").await?;
+/// fjord_oslo::declare_fanout_exchange(ch, "compute").await?;
 /// # Ok(()) }
 /// ```
 pub async fn declare_fanout_exchange(channel: &Channel, topic: &str) -> Result<(), lapin::Error> {
@@ -107,7 +107,7 @@ pub async fn declare_fanout_exchange(channel: &Channel, topic: &str) -> Result<(
 ///
 /// ```no_run
 /// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
-/// fjord_client::topology::declare_fanout_exchange_with(ch, "compute", &Default::default()).await?;
+/// fjord_oslo::topology::declare_fanout_exchange_with(ch, "compute", &Default::default()).await?;
 /// # Ok(()) }
 /// ```
 pub async fn declare_fanout_exchange_with(
@@ -166,7 +166,7 @@ pub(crate) fn transient_queue_arguments(options: &TransportOptions) -> FieldTabl
 ///
 /// ```no_run
 /// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
-/// let q = fjord_client::declare_server_queues(ch, "openstack", "test", "server1", &Default::default()).await?;
+/// let q = fjord_oslo::declare_server_queues(ch, "openstack", "test", "server1", &Default::default()).await?;
 /// assert_eq!(q.topic, "test");
 /// assert_eq!(q.server, "test.server1");
 /// # Ok(()) }
@@ -187,7 +187,7 @@ pub async fn declare_server_queues(
 ///
 /// ```no_run
 /// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
-/// let q = fjord_client::topology::declare_server_queues_named(
+/// let q = fjord_oslo::topology::declare_server_queues_named(
 ///     ch, "openstack", "test", "server1", "test_fanout_0123", &Default::default()).await?;
 /// assert_eq!(q.fanout, "test_fanout_0123");
 /// # Ok(()) }
@@ -258,7 +258,7 @@ pub async fn declare_server_queues_named(
 ///
 /// ```no_run
 /// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
-/// fjord_client::topology::declare_reply_queue(ch, "reply_0123", &Default::default()).await?;
+/// fjord_oslo::topology::declare_reply_queue(ch, "reply_0123", &Default::default()).await?;
 /// # Ok(()) }
 /// ```
 pub async fn declare_reply_queue(
@@ -282,7 +282,7 @@ pub async fn declare_reply_queue(
 /// The properties oslo puts on every message; `expiration_ms` is set on calls only.
 ///
 /// ```
-/// let p = fjord_client::message_properties(Some(3000));
+/// let p = fjord_oslo::message_properties(Some(3000));
 /// assert_eq!(p.expiration().as_ref().map(|e| e.as_str()), Some("3000"));
 /// ```
 pub fn message_properties(expiration_ms: Option<u64>) -> BasicProperties {
@@ -301,8 +301,8 @@ pub fn message_properties(expiration_ms: Option<u64>) -> BasicProperties {
 /// Publishes `body` and waits for the broker's confirm (the channel must be in confirm mode).
 ///
 /// ```no_run
-/// # async fn f(ch: &lapin::Channel) -> Result<(), fjord_client::topology::PublishError> {
-/// fjord_client::topology::publish(ch, "openstack", "test", b"{}", None, false).await?;
+/// # async fn f(ch: &lapin::Channel) -> Result<(), fjord_oslo::topology::PublishError> {
+/// fjord_oslo::topology::publish(ch, "openstack", "test", b"{}", None, false).await?;
 /// # Ok(()) }
 /// ```
 pub async fn publish(
@@ -338,9 +338,9 @@ pub async fn publish(
 /// A vanished reply queue gives [`PublishError::Unroutable`] (oslo retries for 60 s).
 ///
 /// ```no_run
-/// # async fn f(ch: &lapin::Channel) -> Result<(), fjord_client::topology::PublishError> {
-/// let reply = fjord_client::Reply::ok("msgid", serde_json::json!(5));
-/// fjord_client::publish_reply(ch, "reply_0123", &reply).await?;
+/// # async fn f(ch: &lapin::Channel) -> Result<(), fjord_oslo::topology::PublishError> {
+/// let reply = fjord_oslo::Reply::ok("msgid", serde_json::json!(5));
+/// fjord_oslo::publish_reply(ch, "reply_0123", &reply).await?;
 /// # Ok(()) }
 /// ```
 pub async fn publish_reply(

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::envelope::{new_id, Request};
-use crate::rpc::{RpcClient, RpcError};
+use fjord_client::{RpcClient, RpcError};
+use fjord_oslo::envelope::{new_id, Request};
 
 /// The context key that [`pad_context`] fills. Every oslo server accepts unknown context keys
 /// (the Python one hands them to the endpoint as part of `ctxt`), unlike extra arguments.
@@ -19,7 +19,7 @@ pub const PAD_KEY: &str = "fjord_bench_pad";
 /// How much load to generate.
 ///
 /// ```
-/// let load = fjord_client::bench::Load { concurrency: 16, calls: 10_000 };
+/// let load = fjord_cli::bench::Load { concurrency: 16, calls: 10_000 };
 /// assert_eq!(load.concurrency, 16);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Load {
 /// The outcome of a run; serialized, it is the one JSON line `fjord bench` ends with.
 ///
 /// ```
-/// let r = fjord_client::bench::Report::from_latencies(1, 0.5, vec![std::time::Duration::from_millis(2)], 0);
+/// let r = fjord_cli::bench::Report::from_latencies(1, 0.5, vec![std::time::Duration::from_millis(2)], 0);
 /// assert_eq!(r.calls_per_s, 2.0);
 /// assert_eq!(r.p50_ms, 2.0);
 /// ```
@@ -61,7 +61,7 @@ impl Report {
     /// ```
     /// use std::time::Duration;
     /// let lat: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-    /// let r = fjord_client::bench::Report::from_latencies(4, 1.0, lat, 0);
+    /// let r = fjord_cli::bench::Report::from_latencies(4, 1.0, lat, 0);
     /// assert_eq!((r.calls, r.p50_ms, r.p99_ms), (100, 50.0, 99.0));
     /// ```
     pub fn from_latencies(
@@ -94,8 +94,8 @@ impl Report {
 /// ```
 /// use std::time::Duration;
 /// let v: Vec<Duration> = (1..=10).map(Duration::from_secs).collect();
-/// assert_eq!(fjord_client::bench::percentile(&v, 50.0), Duration::from_secs(5));
-/// assert_eq!(fjord_client::bench::percentile(&v, 99.0), Duration::from_secs(10));
+/// assert_eq!(fjord_cli::bench::percentile(&v, 50.0), Duration::from_secs(5));
+/// assert_eq!(fjord_cli::bench::percentile(&v, 99.0), Duration::from_secs(10));
 /// ```
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -111,7 +111,7 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// ```
 /// let mut ctx = serde_json::Map::new();
 /// let args = serde_json::json!({"a": 1, "b": 2}).as_object().cloned().unwrap();
-/// let size = fjord_client::bench::pad_context(&mut ctx, "add", &args, 2500);
+/// let size = fjord_cli::bench::pad_context(&mut ctx, "add", &args, 2500);
 /// assert!((2490..=2510).contains(&size), "{size}");
 /// ```
 pub fn pad_context(
@@ -149,7 +149,7 @@ pub fn pad_context(
 ///
 /// ```no_run
 /// # async fn f(client: fjord_client::RpcClient) -> Result<(), fjord_client::RpcError> {
-/// use fjord_client::bench::{run, Load};
+/// use fjord_cli::bench::{run, Load};
 /// let args = serde_json::json!({"a": 2, "b": 3}).as_object().cloned().unwrap_or_default();
 /// let report = run(&client, &Default::default(), "add", &args, Load { concurrency: 16, calls: 1000 }).await?;
 /// println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -1,6 +1,6 @@
 //! `fjord inspect` on a component built in memory, and its errors.
 
-#[path = "support/test_component.rs"]
+#[path = "../../surface/tests/test_component.rs"]
 mod test_component;
 
 use std::process::{Command, Output};

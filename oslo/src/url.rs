@@ -59,7 +59,7 @@ pub enum UrlError {
 /// One broker address with its credentials.
 ///
 /// ```
-/// let url = fjord_client::TransportUrl::parse("rabbit://bob:secret@mq1:5673/").unwrap();
+/// let url = fjord_oslo::TransportUrl::parse("rabbit://bob:secret@mq1:5673/").unwrap();
 /// assert_eq!(url.hosts[0].host, "mq1");
 /// assert_eq!(url.hosts[0].port, 5673);
 /// ```
@@ -79,7 +79,7 @@ impl HostSpec {
     /// `host:port`, with brackets around IPv6 addresses.
     ///
     /// ```
-    /// let url = fjord_client::TransportUrl::parse("rabbit://[::1]/").unwrap();
+    /// let url = fjord_oslo::TransportUrl::parse("rabbit://[::1]/").unwrap();
     /// assert_eq!(url.hosts[0].address(), "[::1]:5672");
     /// ```
     pub fn address(&self) -> String {
@@ -93,7 +93,7 @@ impl HostSpec {
     /// `user:****@host:port`: the host as it may appear in logs and errors.
     ///
     /// ```
-    /// let url = fjord_client::TransportUrl::parse("rabbit://bob:pw@h/").unwrap();
+    /// let url = fjord_oslo::TransportUrl::parse("rabbit://bob:pw@h/").unwrap();
     /// assert_eq!(url.hosts[0].masked(), "bob:****@h:5672");
     /// ```
     pub fn masked(&self) -> String {
@@ -120,7 +120,7 @@ impl fmt::Debug for HostSpec {
 /// The `[oslo_messaging_rabbit]` options a transport URL query may set.
 ///
 /// ```
-/// let url = fjord_client::TransportUrl::parse("rabbit://h/?rabbit_quorum_queue=true").unwrap();
+/// let url = fjord_oslo::TransportUrl::parse("rabbit://h/?rabbit_quorum_queue=true").unwrap();
 /// assert!(url.options.rabbit_quorum_queue);
 /// assert!(url.options.durable());
 /// ```
@@ -175,7 +175,7 @@ impl TransportOptions {
     /// Whether the control exchange and topic queues are durable, as oslo decides it.
     ///
     /// ```
-    /// assert!(!fjord_client::TransportOptions::default().durable());
+    /// assert!(!fjord_oslo::TransportOptions::default().durable());
     /// ```
     pub fn durable(&self) -> bool {
         self.amqp_durable_queues || self.rabbit_quorum_queue
@@ -241,7 +241,7 @@ fn decode(s: &str, what: &'static str) -> Result<String, UrlError> {
 /// `Display` shows the masked form, never the password.
 ///
 /// ```
-/// use fjord_client::TransportUrl;
+/// use fjord_oslo::TransportUrl;
 /// let url = TransportUrl::parse("rabbit://guest:guest@127.0.0.1:5672/").unwrap();
 /// assert_eq!(url.to_string(), "rabbit://guest:****@127.0.0.1:5672/");
 /// assert_eq!(url.virtual_host, "/");
@@ -260,7 +260,7 @@ impl TransportUrl {
     /// Parses an oslo transport URL (`rabbit://` or `amqp://`).
     ///
     /// ```
-    /// use fjord_client::TransportUrl;
+    /// use fjord_oslo::TransportUrl;
     /// let url = TransportUrl::parse("rabbit://a:1@h1,b:2@[::1]:5673/nova?ssl=1").unwrap();
     /// assert_eq!(url.hosts.len(), 2);
     /// assert_eq!(url.hosts[1].host, "::1");
@@ -345,7 +345,7 @@ impl TransportUrl {
     /// The URL with every password replaced by `****`, safe for logs and errors.
     ///
     /// ```
-    /// let url = fjord_client::TransportUrl::parse("rabbit://u:p@a,u:p@b:1/%2Fvh").unwrap();
+    /// let url = fjord_oslo::TransportUrl::parse("rabbit://u:p@a,u:p@b:1/%2Fvh").unwrap();
     /// assert_eq!(url.masked(), "rabbit://u:****@a:5672,u:****@b:1/%2Fvh");
     /// ```
     pub fn masked(&self) -> String {
@@ -356,7 +356,7 @@ impl TransportUrl {
     /// The masked URL of one host alone, as named in connection errors.
     ///
     /// ```
-    /// let url = fjord_client::TransportUrl::parse("rabbit://u:p@a,u:p@b/").unwrap();
+    /// let url = fjord_oslo::TransportUrl::parse("rabbit://u:p@a,u:p@b/").unwrap();
     /// assert_eq!(url.masked_host(1), "rabbit://u:****@b:5672/");
     /// ```
     pub fn masked_host(&self, host_index: usize) -> String {
@@ -380,7 +380,7 @@ impl TransportUrl {
     /// Returns `None` when `host_index` is out of range.
     ///
     /// ```
-    /// let url = fjord_client::TransportUrl::parse("rabbit://u:p@h/nova").unwrap();
+    /// let url = fjord_oslo::TransportUrl::parse("rabbit://u:p@h/nova").unwrap();
     /// let uri = url.amqp_uri(0).unwrap();
     /// assert_eq!(uri.vhost, "nova");
     /// assert_eq!(uri.query.heartbeat, Some(60));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut b = fjord_client::reconnect::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+/// let mut b = fjord_oslo::reconnect::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
 /// for _ in 0..10 {
 ///     assert!(b.next_delay() <= Duration::from_secs(1));
 /// }
@@ -25,7 +25,7 @@ impl Backoff {
     /// Delays start near `first` and double up to `max`.
     ///
     /// ```
-    /// let b = fjord_client::reconnect::Backoff::new(std::time::Duration::from_millis(50), std::time::Duration::from_secs(2));
+    /// let b = fjord_oslo::reconnect::Backoff::new(std::time::Duration::from_millis(50), std::time::Duration::from_secs(2));
     /// # let _ = b;
     /// ```
     pub fn new(first: Duration, max: Duration) -> Backoff {
@@ -39,7 +39,7 @@ impl Backoff {
     /// The next delay: uniformly random in [current/2, current], then current doubles.
     ///
     /// ```
-    /// let mut b = fjord_client::reconnect::Backoff::new(std::time::Duration::from_millis(10), std::time::Duration::from_millis(40));
+    /// let mut b = fjord_oslo::reconnect::Backoff::new(std::time::Duration::from_millis(10), std::time::Duration::from_millis(40));
     /// assert!(b.next_delay() >= std::time::Duration::from_millis(5));
     /// ```
     pub fn next_delay(&mut self) -> Duration {
@@ -54,7 +54,7 @@ impl Backoff {
     /// Back to the first delay, after a success.
     ///
     /// ```
-    /// let mut b = fjord_client::reconnect::Backoff::new(std::time::Duration::from_millis(10), std::time::Duration::from_secs(1));
+    /// let mut b = fjord_oslo::reconnect::Backoff::new(std::time::Duration::from_millis(10), std::time::Duration::from_secs(1));
     /// b.next_delay();
     /// b.reset();
     /// ```
@@ -66,7 +66,7 @@ impl Backoff {
 /// Tracks one outage so that it is logged once when it starts and once when it ends.
 ///
 /// ```
-/// let mut o = fjord_client::reconnect::Outage::default();
+/// let mut o = fjord_oslo::reconnect::Outage::default();
 /// assert!(o.begin("connection reset", "fjord-client"));
 /// assert!(!o.begin("connection refused", "fjord-client")); // same outage, no new line
 /// assert!(o.end("fjord-client").is_some());
@@ -81,7 +81,7 @@ impl Outage {
     /// Records that RabbitMQ is unreachable; logs and returns true only for a new outage.
     ///
     /// ```
-    /// let mut o = fjord_client::reconnect::Outage::default();
+    /// let mut o = fjord_oslo::reconnect::Outage::default();
     /// assert!(o.begin("gone", "me"));
     /// ```
     pub fn begin(&mut self, why: &str, who: &str) -> bool {
@@ -96,7 +96,7 @@ impl Outage {
     /// Whether an outage is under way.
     ///
     /// ```
-    /// assert!(!fjord_client::reconnect::Outage::default().is_down());
+    /// assert!(!fjord_oslo::reconnect::Outage::default().is_down());
     /// ```
     pub fn is_down(&self) -> bool {
         self.since.is_some()
@@ -105,7 +105,7 @@ impl Outage {
     /// Records a successful reconnection; logs and returns the outage's length if there was one.
     ///
     /// ```
-    /// let mut o = fjord_client::reconnect::Outage::default();
+    /// let mut o = fjord_oslo::reconnect::Outage::default();
     /// assert!(o.end("me").is_none());
     /// ```
     pub fn end(&mut self, who: &str) -> Option<Duration> {

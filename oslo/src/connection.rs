@@ -63,8 +63,8 @@ fn join_attempts(attempts: &[ConnectAttempt]) -> String {
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let url = fjord_client::TransportUrl::parse("rabbit://guest:guest@127.0.0.1:5672/")?;
-/// let conn = fjord_client::connect(&url, "my-service").await?;
+/// let url = fjord_oslo::TransportUrl::parse("rabbit://guest:guest@127.0.0.1:5672/")?;
+/// let conn = fjord_oslo::connect(&url, "my-service").await?;
 /// # let _ = conn; Ok(()) }
 /// ```
 pub async fn connect(
@@ -78,8 +78,8 @@ pub async fn connect(
 /// during an outage logs one line for the whole outage (see [`crate::reconnect::Outage`]).
 ///
 /// ```no_run
-/// # async fn f(url: fjord_client::TransportUrl) {
-/// let _ = fjord_client::connection::reconnect(&url, "my-service").await;
+/// # async fn f(url: fjord_oslo::TransportUrl) {
+/// let _ = fjord_oslo::connection::reconnect(&url, "my-service").await;
 /// # }
 /// ```
 pub async fn reconnect(
