@@ -11,6 +11,7 @@ use fjord_oslo::names::to_camel;
 use fjord_oslo::version::is_compatible;
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{Type, Val};
 
 /// The module of failures raised by fjord itself rather than by endpoint code.
@@ -63,9 +64,19 @@ impl Dispatcher {
     /// Finds the method as oslo's `RPCDispatcher.dispatch` does and calls it. `body_len` is the
     /// size of the message the request came in, checked against the endpoint's limit.
     pub async fn dispatch(&self, request: &Request, body_len: usize) -> Result<Value, Failure> {
+        let call = self.resolve(request, body_len)?;
+        self.run(&call, request).await
+    }
+
+    /// Everything about a request that can be decided without running it: oslo's namespace,
+    /// version and method rules, the endpoint's request limit, and the arguments converted to
+    /// the method's WIT types.
+    // The failure is what the caller gets; boxing it would only move the allocation.
+    #[allow(clippy::result_large_err)]
+    pub fn resolve(&self, request: &Request, body_len: usize) -> Result<Resolved, Failure> {
         let version = request.version.as_deref().unwrap_or("1.0");
         let mut found_compatible = false;
-        for endpoint in &self.endpoints {
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
             if endpoint.namespace != request.namespace {
                 continue;
             }
@@ -91,12 +102,14 @@ impl Dispatcher {
                             format!("the request is {body_len} bytes, more than the {max} bytes {name} accepts");
                         return Err(Failure::new(REQUEST_TOO_LARGE_CLASS, FJORD_MODULE, message));
                     }
-                    let outcome = self.call(endpoint, method, request).await;
-                    let max = endpoint.limits.max_reply_bytes;
-                    return match reply_too_large(&outcome, max) {
-                        Some(failure) => Err(failure),
-                        None => outcome,
-                    };
+                    let params =
+                        bind_arguments(method, &request.args).map_err(Failure::type_error)?;
+                    return Ok(Resolved {
+                        endpoint: index,
+                        method: request.method.clone(),
+                        params,
+                        deadline: endpoint.limits.deadline,
+                    });
                 }
             }
             found_compatible = true;
@@ -108,13 +121,32 @@ impl Dispatcher {
         }
     }
 
+    /// Runs a resolved call in a fresh sandbox; a result or error message over the endpoint's
+    /// `max_reply_kib` becomes `ReplyTooLarge`.
+    pub async fn run(&self, call: &Resolved, request: &Request) -> Result<Value, Failure> {
+        let found = self
+            .endpoints
+            .get(call.endpoint)
+            .and_then(|e| Some((e, e.methods.get(&call.method)?)));
+        let Some((endpoint, method)) = found else {
+            // Resolved by this dispatcher: cannot happen.
+            return Err(Failure::no_such_method(&call.method));
+        };
+        let outcome = self.call(endpoint, method, &call.params, request).await;
+        let max = endpoint.limits.max_reply_bytes;
+        match reply_too_large(&outcome, max) {
+            Some(failure) => Err(failure),
+            None => outcome,
+        }
+    }
+
     async fn call(
         &self,
         endpoint: &Endpoint,
         method: &Method,
+        params: &[Val],
         request: &Request,
     ) -> Result<Value, Failure> {
-        let params = bind_arguments(method, &request.args).map_err(Failure::type_error)?;
         let call = Arc::new(CallInfo {
             endpoint: endpoint.interface.clone(),
             method: method.name.clone(),
@@ -126,7 +158,7 @@ impl Dispatcher {
             .call(
                 &endpoint.pre,
                 &method.index,
-                &params,
+                params,
                 results_len,
                 call,
                 endpoint.limits,
@@ -146,6 +178,19 @@ impl Dispatcher {
             (Some(v), _) => Ok(to_json(&v)),
         }
     }
+}
+
+/// A request matched to its endpoint and method, its arguments converted: ready to run.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Index of the endpoint in the dispatcher.
+    endpoint: usize,
+    /// The method's oslo name.
+    method: String,
+    /// The arguments, in parameter order.
+    params: Vec<Val>,
+    /// The endpoint's `deadline_ms`.
+    pub deadline: Duration,
 }
 
 /// Matches keyword arguments to parameters by name, with Python's messages for what does not fit.

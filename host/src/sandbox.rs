@@ -35,12 +35,9 @@ const MAX_INSTANCES: usize = 32;
 const MAX_TABLES: usize = 32;
 const MAX_MEMORIES: usize = 8;
 
-/// Calls that may run at once in one host (oslo's threading executor runs 64 too); the instance
-/// pool is sized from it.
+/// Calls that may run at once in one host by default (oslo's threading executor runs 64 too;
+/// `executor_thread_pool_size` in the config); the instance pool is sized from it.
 pub const MAX_CONCURRENT_CALLS: u32 = 64;
-/// Instance slots in the pool: twice the concurrency, so instances still being torn down never
-/// make a new call wait or fail.
-const INSTANCE_SLOTS: u32 = 2 * MAX_CONCURRENT_CALLS;
 
 /// Per-endpoint limits on one call (`deadline_ms`, `memory_mib`, `max_request_kib`,
 /// `max_reply_kib` in the config).
@@ -147,10 +144,17 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> anyhow::Result<Self> {
+        Sandbox::for_calls(MAX_CONCURRENT_CALLS)
+    }
+
+    /// A sandbox for up to `calls` calls at once: twice as many instance slots, so instances
+    /// still being torn down never make a new call wait or fail.
+    pub fn for_calls(calls: u32) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
-        tune_for_fresh_instances(&mut config, INSTANCE_SLOTS);
+        let calls = calls.clamp(1, crate::config::MAX_IN_FLIGHT);
+        tune_for_fresh_instances(&mut config, 2 * calls);
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         spawn_ticker(&engine)?;

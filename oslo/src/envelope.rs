@@ -248,11 +248,14 @@ impl Request {
             Some(Value::Number(n)) => n.as_f64(),
             _ => None,
         };
+        // The keys lose their prefix in place: a request with many context keys is not copied.
         let context = msg
             .into_iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(CONTEXT_PREFIX)
-                    .map(|key| (key.to_string(), v))
+            .filter_map(|(mut k, v)| {
+                k.starts_with(CONTEXT_PREFIX).then(|| {
+                    k.drain(..CONTEXT_PREFIX.len());
+                    (k, v)
+                })
             })
             .collect();
         Ok(Request {
@@ -686,7 +689,13 @@ mod tests {
 
     #[test]
     fn a_timeout_that_is_not_a_number_is_no_timeout() {
-        for t in [json!("x"), json!(true), json!([1]), json!({"s": 1}), json!(null)] {
+        for t in [
+            json!("x"),
+            json!(true),
+            json!([1]),
+            json!({"s": 1}),
+            json!(null),
+        ] {
             let m = json!({"method": "m", "_timeout": t});
             let r = Request::from_message(m.as_object().unwrap().clone()).unwrap();
             assert_eq!(r.timeout, None, "{t}");

@@ -68,7 +68,8 @@ fn agrees_with_scan(
     msg: &Map<String, Value>,
     scanned: Result<crate::scan::Scan, crate::scan::ScanError>,
 ) -> Result<(), String> {
-    let scan = scanned.map_err(|e| format!("the decoder reads {msg:?}, the scanner refuses it: {e}"))?;
+    let scan =
+        scanned.map_err(|e| format!("the decoder reads {msg:?}, the scanner refuses it: {e}"))?;
     let field = |key: &str| match msg.get(key) {
         None => Field::Absent,
         Some(Value::String(s)) if s.len() <= MAX_SHORT_STRING => Field::Text(s.clone()),

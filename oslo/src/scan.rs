@@ -202,7 +202,11 @@ struct Unescaped<'a> {
 
 impl Unescaped<'_> {
     fn raw(&mut self) -> Result<u8, ScanError> {
-        let b = self.data.get(self.at).copied().ok_or(ScanError::BadEscape)?;
+        let b = self
+            .data
+            .get(self.at)
+            .copied()
+            .ok_or(ScanError::BadEscape)?;
         self.at += 1;
         Ok(b)
     }
@@ -612,7 +616,8 @@ mod tests {
         let mut r = Request::new("add", json!({"a": 1}).as_object().unwrap().clone());
         r.msg_id = Some("50a5dd5a47f14888a9631401d275d5b7".into());
         r.reply_q = Some("reply_f4cfe3e052b449779eb7993805f3fff5".into());
-        r.context.insert("roles".into(), json!(["admin", {"x": [1, 2]}]));
+        r.context
+            .insert("roles".into(), json!(["admin", {"x": [1, 2]}]));
         let body = r.encode();
         let s = scan_request(&body).unwrap();
         assert_eq!(s.msg_id.text(), r.msg_id.as_deref());

@@ -4,8 +4,10 @@
 mod bench;
 mod broker;
 mod convert;
+mod delivery;
 mod faults;
 mod fuzz_corpus;
+mod hardening;
 mod harness;
 mod hostile;
 mod interop;
@@ -14,3 +16,7 @@ mod resilience;
 mod rpc;
 mod startup;
 mod wire;
+
+/// Counts what each thread allocates, so `delivery::tree_bound` can measure a request's cost.
+#[global_allocator]
+static ALLOCATOR: fjord_host::fuzzing::CountingAlloc = fjord_host::fuzzing::CountingAlloc;
