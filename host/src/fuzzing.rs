@@ -221,3 +221,21 @@ pub fn check_delivery(dispatcher: &crate::dispatch::Dispatcher, data: &[u8]) -> 
         )),
     }
 }
+
+/// The request limit of the dispatcher the delivery fuzz target runs against: small, so that
+/// bodies over it and requests with more values than it allows are within the fuzzer's reach.
+pub const FUZZ_MAX_REQUEST_BYTES: usize = 4096;
+
+/// The server the delivery fuzz target and its corpus replay decide for: the `types` test
+/// component (`tests/components/types`) with a [`FUZZ_MAX_REQUEST_BYTES`] request limit.
+pub fn delivery_dispatcher(
+    types_wasm: &std::path::Path,
+) -> anyhow::Result<crate::dispatch::Dispatcher> {
+    let sandbox = std::sync::Arc::new(crate::sandbox::Sandbox::for_calls(1)?);
+    let limits = crate::sandbox::Limits {
+        max_request_bytes: FUZZ_MAX_REQUEST_BYTES,
+        ..crate::sandbox::Limits::default()
+    };
+    let endpoints = crate::endpoint::load(&sandbox, types_wasm, None, limits)?;
+    Ok(crate::dispatch::Dispatcher::new(sandbox, endpoints))
+}

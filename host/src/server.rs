@@ -255,12 +255,17 @@ impl Session {
         })
     }
 
-    /// Stops every consumer of this session: nothing new arrives, and nothing is re-subscribed.
-    async fn stop_consuming(&self) {
+    /// Stops re-subscribing this session's consumers (it is lost, or the host is stopping).
+    fn abandon(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         for supervisor in &self.supervisors {
             supervisor.abort();
         }
+    }
+
+    /// Cancels every consumer of this session: nothing new arrives (a graceful stop).
+    async fn stop_consuming(&self) {
+        self.abandon();
         let consumers: Vec<(Channel, String)> = self
             .shared
             .consumers
@@ -271,11 +276,11 @@ impl Session {
             .cloned()
             .collect();
         for (channel, tag) in consumers {
-            if let Err(e) = channel
-                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                .await
-            {
-                tracing::debug!("cannot cancel consumer {tag}: {e}");
+            let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+            match tokio::time::timeout(Duration::from_secs(2), cancel).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!("cannot cancel consumer {tag}: {e}"),
+                Err(_) => tracing::debug!("cannot cancel consumer {tag}: no answer"),
             }
         }
     }
@@ -283,10 +288,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        for supervisor in &self.supervisors {
-            supervisor.abort();
-        }
+        self.abandon();
     }
 }
 
@@ -434,7 +436,7 @@ pub async fn serve(
         };
         outage.begin(&why, "fjord-host");
         replier.connect(None, None);
-        session.stop_consuming().await;
+        session.abandon();
         close(&session.shared.connection).await;
         session = loop {
             let pause = backoff.next_delay();
