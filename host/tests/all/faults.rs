@@ -323,6 +323,15 @@ async fn fault_injection_suite() {
     }
     // One line per outage and one per recovery, however many attempts each took.
     let log = host_b.log();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("reconnected to RabbitMQ after"))
+    {
+        println!(
+            "host b: {}",
+            line.split("fjord-host: ").last().unwrap_or(line)
+        );
+    }
     let outages = log.matches("fjord-host: lost RabbitMQ").count();
     let recoveries = log
         .matches("fjord-host: reconnected to RabbitMQ after")
