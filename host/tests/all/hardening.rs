@@ -515,3 +515,92 @@ async fn delivery_soak_measurements() {
         s.good, s.took, s.rss_before, s.rss_after
     );
 }
+
+/// `(queue, prefetch_count)` of every consumer of the queues whose names start with `prefix`.
+fn consumers_of(prefix: &str) -> Vec<(String, u32)> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_consumers",
+            "--no-table-headers",
+            "--quiet",
+            "queue_name",
+            "prefetch_count",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (queue, prefetch) = l.split_once('\t')?;
+            let prefetch: u32 = prefetch.trim().parse().ok()?;
+            queue
+                .starts_with(prefix)
+                .then(|| (queue.to_string(), prefetch))
+        })
+        .collect()
+}
+
+/// `?rabbit_qos_prefetch_count=N` sets each consumer's prefetch (64 when unset), each of the
+/// three queues having its own consumer.
+#[tokio::test]
+async fn the_prefetch_count_comes_from_the_transport_url() {
+    let default_topic = unique("hard-prefetch-default");
+    let _default = standard_host(&default_topic, "");
+    let topic = unique("hard-prefetch");
+    let text = config(&[(&topic, "s", &path_item(&wasm("calculator")))]).replace(
+        &format!("\"{URL}\""),
+        &format!("\"{URL}?rabbit_qos_prefetch_count=7\""),
+    );
+    let _host = Host::start(&text);
+    let seen = consumers_of(&topic);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().all(|(_, p)| *p == 7), "{seen:?}");
+    let seen = consumers_of(&default_topic);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().all(|(_, p)| *p == 64), "{seen:?}");
+}
+
+/// `executor_thread_pool_size` bounds the calls that run at once: with 2, four calls that each
+/// sleep 1 s take at least 2 s (a loaded machine only makes it slower).
+#[tokio::test]
+async fn executor_thread_pool_size_bounds_the_calls_in_flight() {
+    let topic = unique("hard-pool");
+    let greeter = format!(
+        "{{ path = {}, namespace = \"greet\" }}",
+        path_item(&wasm("greeter"))
+    );
+    let text = format!(
+        "executor_thread_pool_size = 2\nkombu_missing_consumer_retry_timeout = 1\n{}",
+        config(&[(&topic, "s", &greeter)])
+    );
+    let host = Host::start(&text);
+    let mut caller = RawCaller::new(&topic).await;
+    let started = Instant::now();
+    for i in 0..4 {
+        let mut r = add(&format!("sleep{i}"), &caller.reply_q, 0, 0);
+        r.method = "sleep_ms".into();
+        r.namespace = Some("greet".into());
+        r.args = json!({"ms": 1000}).as_object().unwrap().clone();
+        caller.publish(&r.encode()).await;
+    }
+    let replies = caller.replies(Duration::from_secs(5)).await;
+    assert_eq!(replies.len(), 4, "{replies:?}\n{}", host.log());
+    let last = started.elapsed();
+    assert!(
+        last >= Duration::from_secs(2),
+        "4 calls of 1 s with 2 at a time took {last:?}"
+    );
+    // And the retry window is 1 s: a reply to a missing queue is given up after it.
+    let mut lost = add("lost", &format!("reply_missing_{}", new_id()), 0, 0);
+    lost.method = "greet".into();
+    lost.namespace = Some("greet".into());
+    lost.args = json!({"name": "x"}).as_object().unwrap().clone();
+    caller.publish(&lost.encode()).await;
+    assert!(
+        host.wait_for("dropping the reply to lost", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    assert!(host.log().contains("after 1.0 s"), "{}", host.log());
+}
