@@ -144,3 +144,195 @@ fn tree_bound() {
 fn oslo() -> lapin::BasicProperties {
     fjord_oslo::topology::message_properties(None)
 }
+
+/// What the verdict is, in short: `reject`, `drop`, `answer <class>`, `run` (+ `to` when a
+/// call), for the table below.
+fn summary(v: &Verdict) -> String {
+    match v {
+        Verdict::Reject { .. } => "reject".into(),
+        Verdict::Drop { .. } => "drop".into(),
+        Verdict::Answer { failure, .. } => format!("answer {}", failure.class),
+        Verdict::Run(call) if call.to.is_some() => "run call".into(),
+        Verdict::Run(_) => "run cast".into(),
+    }
+}
+
+/// Every rule of `delivery.rs`, one message each, without a broker.
+#[test]
+fn every_rule_about_a_message() {
+    let dispatcher = types_dispatcher(1 << 20);
+    let base = || {
+        json!({"method": "echo_u8", "args": {"v": 1}, "_msg_id": "m", "_reply_q": "q",
+               "_unique_id": fjord_oslo::envelope::new_id()})
+    };
+    let with = |key: &str, value: serde_json::Value| {
+        let mut m = base();
+        m[key] = value;
+        m
+    };
+    let without = |key: &str| {
+        let mut m = base();
+        m.as_object_mut().unwrap().remove(key);
+        m
+    };
+    let env = |m: &serde_json::Value| {
+        serde_json::to_vec(&json!({"oslo.version": "2.0", "oslo.message": m.to_string()})).unwrap()
+    };
+    let deep = format!(
+        r#"{{"method": "echo_nested", "args": {{"v": {}}}, "_msg_id": "m", "_reply_q": "q"}}"#,
+        crate::wire::nested(500, r#""s""#)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a good call", env(&base()), "run call"),
+        ("a cast", env(&without("_msg_id")), "run cast"),
+        (
+            "an empty _msg_id is a cast",
+            env(&with("_msg_id", json!(""))),
+            "run cast",
+        ),
+        (
+            "a 300-byte _reply_q",
+            env(&with("_reply_q", json!("q".repeat(300)))),
+            "reject",
+        ),
+        (
+            "an empty _reply_q",
+            env(&with("_reply_q", json!(""))),
+            "reject",
+        ),
+        ("no _reply_q", env(&without("_reply_q")), "reject"),
+        (
+            "a _reply_q that is a number",
+            env(&with("_reply_q", json!(5))),
+            "reject",
+        ),
+        (
+            "a 300-byte _msg_id",
+            env(&with("_msg_id", json!("m".repeat(300)))),
+            "reject",
+        ),
+        (
+            "a 300-byte _unique_id",
+            env(&with("_unique_id", json!("u".repeat(300)))),
+            "answer TypeError",
+        ),
+        (
+            "_timeout 1e20",
+            env(&with("_timeout", json!(1e20))),
+            "run call",
+        ),
+        ("_timeout -5", env(&with("_timeout", json!(-5))), "run call"),
+        (
+            "_timeout a string",
+            env(&with("_timeout", json!("soon"))),
+            "run call",
+        ),
+        (
+            "_timeout 1e308",
+            env(&with("_timeout", json!(1e308))),
+            "run call",
+        ),
+        (
+            "a 2 MiB body",
+            env(&with("args", json!({"v": "x".repeat(2 << 20)}))),
+            "answer RequestTooLarge",
+        ),
+        (
+            "40,000 values",
+            env(&with("args", json!({"v": vec![0; 40_000]}))),
+            "answer RequestTooLarge",
+        ),
+        (
+            "500 deep",
+            serde_json::to_vec(&json!({"oslo.version": "2.0", "oslo.message": deep})).unwrap(),
+            "answer TypeError",
+        ),
+        (
+            "method not a string",
+            env(&with("method", json!(5))),
+            "answer TypeError",
+        ),
+        (
+            "no such method",
+            env(&with("method", json!("nope"))),
+            "answer NoSuchMethod",
+        ),
+        (
+            "a bad argument",
+            env(&with("args", json!({"v": 256}))),
+            "answer TypeError",
+        ),
+        (
+            "a bad argument in a cast",
+            env(&{
+                let mut m = with("args", json!({"v": 256}));
+                m.as_object_mut().unwrap().remove("_msg_id");
+                m
+            }),
+            "drop",
+        ),
+        ("not JSON", b"not json".to_vec(), "reject"),
+        (
+            "oslo.version 3.0",
+            br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#.to_vec(),
+            "reject",
+        ),
+        ("unenveloped", base().to_string().into_bytes(), "run call"),
+    ];
+    for (what, body, expected) in &cases {
+        let verdict = deliver(&oslo(), body, &dispatcher, &Duplicates::default());
+        assert_eq!(summary(&verdict), *expected, "{what}: {verdict:?}");
+        if let Verdict::Run(call) = &verdict {
+            assert_eq!(call.heartbeat, None, "{what}");
+            let noted = call.note.is_some();
+            assert_eq!(
+                noted,
+                what.contains("-5") || what.contains("string"),
+                "{what}: {:?}",
+                call.note
+            );
+        }
+    }
+    // A heartbeat only when it can fire before the deadline (10 s): `_timeout` 4 gives 2 s.
+    match deliver(
+        &oslo(),
+        &env(&with("_timeout", json!(4))),
+        &dispatcher,
+        &Duplicates::default(),
+    ) {
+        Verdict::Run(call) => assert_eq!(call.heartbeat, Some(std::time::Duration::from_secs(2))),
+        other => panic!("{other:?}"),
+    }
+    // Another content type: rejected unread; none at all: read.
+    let text = oslo().with_content_type("text/plain".into());
+    assert_eq!(
+        summary(&deliver(
+            &text,
+            &env(&base()),
+            &dispatcher,
+            &Duplicates::default()
+        )),
+        "reject"
+    );
+    let none = lapin::BasicProperties::default();
+    assert_eq!(
+        summary(&deliver(
+            &none,
+            &env(&base()),
+            &dispatcher,
+            &Duplicates::default()
+        )),
+        "run call"
+    );
+    // The same `_unique_id` twice: the second is dropped.
+    let duplicates = Duplicates::default();
+    let once = env(&base());
+    assert_eq!(
+        summary(&deliver(&oslo(), &once, &dispatcher, &duplicates)),
+        "run call"
+    );
+    assert_eq!(
+        summary(&deliver(&oslo(), &once, &dispatcher, &duplicates)),
+        "drop"
+    );
+}
