@@ -16,7 +16,7 @@ use wasmtime::component::{
 };
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap, UpdateDeadline,
+    ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -79,7 +79,19 @@ pub enum GuestFailure {
     /// The sandbox could not be set up (a granted directory has gone...): the host's fault.
     #[error("cannot set up the sandbox: {0}")]
     Setup(String),
+    /// The function's result is larger than its budget (see `lift_budget`): refused while it was
+    /// still in the guest's memory, before the host allocated it.
+    #[error("the result is too large to lift")]
+    ResultTooLarge,
+    /// The guest passed more data to one host call (a log message, a WASI write) than its
+    /// budget of `0` bytes: the call trapped before the host allocated it.
+    #[error("guest trapped: it passed more than {0} bytes of data to one host call")]
+    HostCallTooLarge(usize),
 }
+
+/// How wasmtime says that lifting values out of the guest ran out of hostcall fuel (its error
+/// type is private; `lift_budget`'s tests pin this text).
+pub const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Store data of one call.
 pub struct GuestState {
@@ -192,6 +204,7 @@ impl Sandbox {
         results_len: usize,
         call: Arc<CallInfo>,
         limits: Limits,
+        hostcall_fuel: usize,
         capabilities: &Capabilities,
     ) -> Result<Vec<Val>, GuestFailure> {
         let stdout = CapturedOutput::new(CAPTURE_BYTES);
@@ -212,6 +225,9 @@ impl Sandbox {
             },
         );
         store.limiter(|state| &mut state.limiter);
+        // What the guest may hand the host at once: its result, or what it passes to one host
+        // call; refused before the host allocates it.
+        store.set_hostcall_fuel(hostcall_fuel);
         let deadline = Instant::now() + limits.deadline;
         store.set_epoch_deadline(1);
         // Yield to the executor at every tick so a spinning guest never starves other calls, and
@@ -246,12 +262,26 @@ impl Sandbox {
                     Err(GuestFailure::Memory(limits.memory_bytes))
                 } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                     Err(GuestFailure::Deadline(limits.deadline))
+                } else if fuel_exhausted(&error) {
+                    // Inside a host call the guest is on the stack (a wasm backtrace); lifting
+                    // the results happens after it returned.
+                    if error.downcast_ref::<WasmBacktrace>().is_some() {
+                        Err(GuestFailure::HostCallTooLarge(hostcall_fuel))
+                    } else {
+                        Err(GuestFailure::ResultTooLarge)
+                    }
                 } else {
                     Err(GuestFailure::Trap(trap_message(&error, &stderr)))
                 }
             }
         }
     }
+}
+
+fn fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains(FUEL_EXHAUSTED))
 }
 
 /// A trap's message, with the guest's panic message first when it printed one.

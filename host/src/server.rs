@@ -448,7 +448,7 @@ impl Listener {
             }
             if let (Some(msg_id), Some(reply_q)) = (&request.msg_id, &request.reply_q) {
                 let reply = match outcome {
-                    Ok(result) => Reply::ok(msg_id.clone(), result),
+                    Ok(result) => Reply::ok_text(msg_id.clone(), result),
                     Err(failure) => Reply::failed(msg_id.clone(), failure),
                 };
                 self.reply(reply_q, &reply).await;

@@ -2,6 +2,7 @@
 //! components built by `scripts/setup`. One test binary, as in wasmtime's `tests/all`.
 
 mod bench;
+mod bounds;
 mod broker;
 mod convert;
 mod faults;
