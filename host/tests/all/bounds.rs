@@ -290,3 +290,189 @@ async fn a_host_call_over_the_budget_is_a_clear_failure() {
         .unwrap();
     assert_eq!(text, "null");
 }
+
+/// The log without its terminal colours.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn ctx(request_id: &str) -> Map<String, Value> {
+    json!({ "request_id": request_id })
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// A guest flooding the log import: the call is answered, the host keeps serving, and the log
+/// holds the first 64 KiB of the call's messages, one warning with the count of the rest, and
+/// no line longer than 4 KiB.
+#[tokio::test]
+async fn a_guest_flooding_the_log_is_capped() {
+    let topic = unique("bounds-log");
+    let host = roomy_host(&topic);
+    let c = client(&topic).await;
+    let flood_id = unique("req-flood");
+    let answered: Value = c
+        .call(
+            &ctx(&flood_id),
+            "log_flood",
+            json!({"calls": 10_000, "bytes": 100}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered, Value::Null);
+    let ok: String = c.call(&Map::new(), "ok", json!({})).await.unwrap();
+    assert_eq!(ok, "ok");
+    let long_id = unique("req-long");
+    let _: Value = c
+        .call(
+            &ctx(&long_id),
+            "log_flood",
+            json!({"calls": 1, "bytes": 10_000}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        host.wait_for("5904 more bytes cut", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    let log = strip_ansi(&host.log());
+    let flood: Vec<&str> = log.lines().filter(|l| l.contains(&flood_id)).collect();
+    let kept: usize = flood
+        .iter()
+        .flat_map(|l| l.split(' '))
+        .filter(|word| !word.is_empty() && word.bytes().all(|b| b == b'l'))
+        .map(str::len)
+        .sum();
+    assert_eq!(kept, 64 * 1024, "the first 64 KiB of the messages are kept");
+    let warnings: Vec<&&str> = flood
+        .iter()
+        .filter(|l| l.contains("guest output truncated"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let dropped = 10_000 * 100 - 64 * 1024;
+    assert!(
+        warnings[0].contains(&format!("{dropped} bytes past the first 65536 dropped"))
+            && warnings[0].contains("stream=\"log\""),
+        "{}",
+        warnings[0]
+    );
+    let long = log.lines().find(|l| l.contains(&long_id)).unwrap();
+    assert!(
+        long.contains(&format!("{}... (5904 more bytes cut)", "l".repeat(4096))),
+        "{long}"
+    );
+}
+
+/// Logging never blocks a call: with the host's stderr not read at all (a full pipe), a flood of
+/// guest log lines is answered call after call; the lines that do not fit in the log queue are
+/// dropped and counted, and the count is in the log once stderr is read again.
+#[tokio::test]
+async fn a_stuck_log_sink_never_blocks_a_call() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let topic = unique("bounds-stuck-log");
+    let dir = crate::harness::workspace()
+        .join("target/test-configs")
+        .join(unique("stuck"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("fjord.toml");
+    let item = format!(
+        "{{ path = {}, namespace = \"hostile\" }}",
+        path_item(&wasm("hostile"))
+    );
+    std::fs::write(&file, config(&[(&topic, "server1", &item)])).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-host"))
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "info,lapin=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = client(&topic).await;
+    let quick = c.prepare().timeout(Duration::from_secs(2)).build();
+    let started = std::time::Instant::now();
+    loop {
+        match quick.call::<String>(&Map::new(), "ok", json!({})).await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the host never answered: {e}"
+            ),
+        }
+    }
+    // Some 2,000 lines per call, 40 calls: far more than the pipe and the queue hold.
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.call::<Value>(
+                    &ctx(&format!("flood-{i}")),
+                    "log_flood",
+                    json!({"calls": 2_000, "bytes": 30}),
+                )
+                .await
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), Value::Null);
+    }
+    let ok: String = c.call(&Map::new(), "ok", json!({})).await.unwrap();
+    assert_eq!(ok, "ok");
+    // Now read stderr again: the report of the dropped lines comes within a few seconds.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    while !log.contains("log lines dropped") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(text) => log.push_str(&text),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = strip_ansi(&log);
+    let report = log
+        .lines()
+        .find(|l| l.contains("log lines dropped"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no report of dropped lines in:\n{}",
+                &log[log.len().saturating_sub(4000)..]
+            )
+        });
+    assert!(
+        report.contains("the log sink is slower than the host"),
+        "{report}"
+    );
+}
