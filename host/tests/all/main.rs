@@ -4,6 +4,7 @@
 mod bench;
 mod bounds;
 mod broker;
+mod client;
 mod convert;
 mod faults;
 mod fuzz_corpus;
