@@ -23,6 +23,12 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
         Flight { outcome }
     }
 
+    /// Whether the work is over (also when its task died without an outcome): a flight left
+    /// behind that way must not be waited on again.
+    pub(crate) fn ended(&self) -> bool {
+        self.outcome.borrow().is_some() || self.outcome.has_changed().is_err()
+    }
+
     /// Waits for the outcome (an error text when the work failed or its task died).
     pub(crate) async fn outcome(mut self) -> Result<T, String> {
         match self.outcome.wait_for(Option::is_some).await {
@@ -63,6 +69,7 @@ mod tests {
         let failed = Flight::<u8>::spawn(async { Err("no broker".into()) });
         assert_eq!(failed.outcome().await, Err("no broker".to_string()));
         let died = Flight::<u8>::spawn(async { panic!("boom") });
-        assert!(died.outcome().await.is_err());
+        assert!(died.clone().outcome().await.is_err());
+        assert!(died.ended());
     }
 }

@@ -372,7 +372,7 @@ impl Transport {
             let mut link = locked(&inner.link);
             match link.session.as_ref().filter(|s| s.usable()) {
                 Some(session) => Ok(session.clone()),
-                None => match &link.connecting {
+                None => match link.connecting.as_ref().filter(|f| !f.ended()) {
                     Some(flight) => Err(flight.clone()),
                     None => {
                         let old = link.session.take();
@@ -417,8 +417,8 @@ impl Transport {
             let mut replies = locked(&session.replies);
             match &*replies {
                 Replies::Running(consumer) => return Ok(*consumer),
-                Replies::Starting(flight) => flight.clone(),
-                Replies::Stopped => {
+                Replies::Starting(flight) if !flight.ended() => flight.clone(),
+                Replies::Starting(_) | Replies::Stopped => {
                     let flight = Flight::spawn(start_replies(self.inner.clone(), session.clone()));
                     *replies = Replies::Starting(flight.clone());
                     flight

@@ -45,7 +45,7 @@ fn connection_named(name: &str) -> String {
 /// test's own connection goes).
 fn close_connection(pid: &str) {
     let closed = Command::new("rabbitmqctl")
-        .args(["close_connection", &pid, "test: reply consumer killed"])
+        .args(["close_connection", pid, "test: reply consumer killed"])
         .output()
         .unwrap();
     assert!(closed.status.success(), "{closed:?}");
