@@ -4,9 +4,10 @@
 //! Not part of the API: a violated invariant is returned as an `Err` describing it, and the
 //! callers turn it into a crash (the fuzzer) or a test failure.
 
-use crate::convert::{to_json, to_val, type_name};
+use crate::convert::{to_json, to_json_text, to_val, type_name};
 use crate::dispatch::bind_arguments;
 use crate::endpoint::{Endpoint, Method};
+use crate::lift_budget::check_bound;
 use serde_json::Value;
 use wasmtime::component::{Type, Val};
 
@@ -14,7 +15,8 @@ use wasmtime::component::{Type, Val};
 /// parameter's type and (when it is an object) as the method's keyword arguments.
 ///
 /// Holds when conversion never panics and every value it accepts survives WIT → JSON → WIT
-/// unchanged, both as a JSON value and through JSON text (what the reply carries).
+/// unchanged, both as a JSON value and through JSON text (what the reply carries), and lifting
+/// it costs no more than the reply budget's bound.
 pub fn check_conversion(endpoint: &Endpoint, data: &[u8]) -> Result<(), String> {
     let Ok(json) = serde_json::from_slice::<Value>(data) else {
         return Ok(());
@@ -42,10 +44,19 @@ pub fn check_conversion(endpoint: &Endpoint, data: &[u8]) -> Result<(), String> 
     Ok(())
 }
 
-/// A value of type `ty` converted to JSON converts back equal, also through JSON text.
+/// A value of type `ty` converted to JSON converts back equal, also through JSON text; the text
+/// written straight from the value is the same; and lifting the value out of a guest costs no
+/// more than the bound the host's reply budget assumes.
 fn round_trip(ty: &Type, val: &Val) -> Result<(), String> {
     let json = to_json(val);
     let text = json.to_string();
+    let direct = to_json_text(val, usize::MAX);
+    if direct.as_deref() != Some(text.as_str()) {
+        return Err(format!(
+            "{val:?} written directly is {direct:?}, not {text}"
+        ));
+    }
+    check_bound(ty, val, text.len())?;
     let reparsed: Value = serde_json::from_str(&text)
         .map_err(|e| format!("{val:?} became unreadable JSON text {text}: {e}"))?;
     for (how, json) in [("JSON", &json), ("JSON text", &reparsed)] {

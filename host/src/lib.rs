@@ -21,7 +21,9 @@ pub mod endpoint;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guest_api;
+pub mod guest_log;
 pub mod guest_output;
+pub mod lift_budget;
 pub mod replies;
 pub mod sandbox;
 pub mod server;

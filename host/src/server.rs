@@ -646,7 +646,7 @@ impl Listener {
                 }
                 if let Some(to) = &call.to {
                     let reply = match outcome {
-                        Ok(result) => Reply::ok(to.msg_id.clone(), result),
+                        Ok(result) => Reply::ok_text(to.msg_id.clone(), result),
                         Err(failure) => Reply::failed(to.msg_id.clone(), failure),
                     };
                     // The call's permit is traded for a publishing slot: the call is done.

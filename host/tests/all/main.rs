@@ -2,7 +2,9 @@
 //! components built by `scripts/setup`. One test binary, as in wasmtime's `tests/all`.
 
 mod bench;
+mod bounds;
 mod broker;
+mod client;
 mod convert;
 mod delivery;
 mod faults;
