@@ -5,7 +5,8 @@
 //! endpoint what the host offers beside its own interface (the `fjord:endpoint` package):
 //!
 //! - [`context`]: the oslo request context of the call being served (`request_id`, user, project, any key);
-//! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros.
+//! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros;
+//! - [`RemoteError`]: raise exactly the exception class an oslo caller expects (`fjord:endpoint/types`).
 //!
 //! The endpoint crate runs its own `wit_bindgen::generate!` for the world that exports its interface;
 //! the imports used here are merged into the component when it is linked (no need to mention
@@ -40,10 +41,69 @@ mod bindings {
     wit_bindgen::generate!({
         world: "imports",
         path: "../wit/endpoint",
+        // `remote-error` is used by endpoints' own interfaces, not by any import here.
+        generate_unused_types: true,
     });
 }
 
 use bindings::fjord::endpoint::context as ctx_import;
+
+/// `fjord:endpoint/types`: the types the host reads in a guest's results.
+///
+/// An endpoint whose WIT says `use fjord:endpoint/types.{remote-error};` maps the interface onto
+/// this module in its `generate!`, so that its functions return [`RemoteError`]:
+///
+/// ```ignore
+/// wit_bindgen::generate!({
+///     world: "scheduler-endpoint",
+///     path: "wit",
+///     with: { "fjord:endpoint/types@0.1.0": fjord_guest::types },
+/// });
+/// ```
+pub mod types {
+    pub use super::bindings::fjord::endpoint::types::*;
+}
+
+pub use types::RemoteError;
+
+impl RemoteError {
+    /// The exception `class` of `module` with `message`, raised in the caller exactly so.
+    ///
+    /// ```
+    /// let e = fjord_guest::RemoteError::new("nova.exception", "NoValidHost", "no host has 4 GiB free");
+    /// assert_eq!((e.module.as_str(), e.class.as_str()), ("nova.exception", "NoValidHost"));
+    /// ```
+    pub fn new(
+        module: impl Into<String>,
+        class: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        RemoteError {
+            module: module.into(),
+            class: class.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A Python built-in exception (`ValueError`, `KeyError`, `TypeError`...), which oslo's
+    /// client re-raises as itself.
+    ///
+    /// ```
+    /// let e = fjord_guest::RemoteError::builtin("ValueError", "size must be positive");
+    /// assert_eq!(e.module, "builtins");
+    /// ```
+    pub fn builtin(class: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new("builtins", class, message)
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}: {}", self.module, self.class, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
 use bindings::fjord::endpoint::log as log_import;
 
 /// The oslo.messaging request context of the call being served: the caller's `ctxt` dict.

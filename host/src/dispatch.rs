@@ -249,10 +249,19 @@ pub fn bind_arguments(method: &Method, args: &Map<String, Value>) -> Result<Vec<
         .collect()
 }
 
-/// `err(e)` as the caller sees it: an enum or variant case becomes the class (`not-found` is
-/// `NotFound`); anything else is an `EndpointError` carrying the value. A message over `max`
-/// bytes is `ReplyTooLarge`.
+/// `err(e)` as the caller sees it: `fjord:endpoint/types.remote-error` is exactly the exception it
+/// names; an enum or variant case becomes the class (`not-found` is `NotFound`); anything else is
+/// an `EndpointError` carrying the value. A message over `max` bytes is `ReplyTooLarge`.
 fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
+    if let Some(Val::Record(fields)) = e {
+        if let Some((module, class, message)) = remote_error(fields) {
+            return if message.len() <= max {
+                Failure::new(class, module, message)
+            } else {
+                too_large("error message", max)
+            };
+        }
+    }
     let module = interface.split('@').next().unwrap_or(interface);
     let (class, message) = match e {
         Some(Val::Enum(case)) | Some(Val::Variant(case, None)) => {
@@ -266,6 +275,31 @@ fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
         Some(message) if message.len() <= max => Failure::new(class, module, message),
         _ => too_large("error message", max),
     }
+}
+
+/// The longest `module` or `class` of a `remote-error` (Python names are far shorter; a longer
+/// one is a guest bug, not an exception to pass on).
+const MAX_REMOTE_NAME: usize = 255;
+
+/// The fields of a `remote-error { module, class, message }` (records are structural in the
+/// component model: any record of exactly these string fields is one), if the names are usable:
+/// non-empty, at most [`MAX_REMOTE_NAME`] bytes, no whitespace or control characters.
+fn remote_error(fields: &[(String, Val)]) -> Option<(&str, &str, &str)> {
+    let [(f1, Val::String(module)), (f2, Val::String(class)), (f3, Val::String(message))] = fields
+    else {
+        return None;
+    };
+    let usable = |name: &str| {
+        !name.is_empty()
+            && name.len() <= MAX_REMOTE_NAME
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    let named = f1 == "module" && f2 == "class" && f3 == "message";
+    (named && usable(module) && usable(class)).then_some((
+        module.as_str(),
+        class.as_str(),
+        message.as_str(),
+    ))
 }
 
 /// A value as message text: strings as they are, anything else as JSON; `None` past `max` bytes.
@@ -314,6 +348,48 @@ fn guest_failure(failure: GuestFailure) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn remote(module: &str, class: &str, message: &str) -> Val {
+        Val::Record(vec![
+            ("module".into(), Val::String(module.into())),
+            ("class".into(), Val::String(class.into())),
+            ("message".into(), Val::String(message.into())),
+        ])
+    }
+
+    #[test]
+    fn a_remote_error_is_exactly_the_exception_it_names() {
+        let e = remote("nova.exception", "NoValidHost", "no host has 4 GiB free");
+        let failure = endpoint_error("fjord:x/y@1.0.0", Some(&e), 1000);
+        assert_eq!(
+            (failure.class.as_str(), failure.module.as_str()),
+            ("NoValidHost", "nova.exception")
+        );
+        assert_eq!(failure.message, "no host has 4 GiB free");
+        let e = remote("builtins", "ValueError", &"v".repeat(20));
+        assert_eq!(
+            endpoint_error("fjord:x/y@1.0.0", Some(&e), 19).class,
+            "ReplyTooLarge"
+        );
+        // Unusable names are not passed on as a class: the caller gets the value to look at.
+        for (module, class) in [
+            ("", "X"),
+            ("m", ""),
+            ("m", "Bad Name"),
+            ("m", &"C".repeat(256)),
+        ] {
+            let failure =
+                endpoint_error("fjord:x/y@1.0.0", Some(&remote(module, class, "m")), 1000);
+            assert_eq!(failure.class, "EndpointError", "{module:?} {class:?}");
+            assert_eq!(failure.module, "fjord:x/y");
+        }
+        // Another record is a value, not an exception.
+        let other = Val::Record(vec![("code".into(), Val::U32(3))]);
+        assert_eq!(
+            endpoint_error("fjord:x/y@1.0.0", Some(&other), 1000).message,
+            r#"{"code":3}"#
+        );
+    }
 
     #[test]
     fn messages_over_the_limit_become_reply_too_large() {

@@ -1,4 +1,5 @@
-//! What the host gives every guest (`wit/endpoint`): the request context of the call and the log.
+//! What the host gives every guest (`wit/endpoint`): the request context of the call, the log, and
+//! the `remote-error` type.
 
 use crate::guest_log;
 use crate::sandbox::GuestState;
@@ -10,7 +11,7 @@ wasmtime::component::bindgen!({
     world: "imports",
 });
 
-use fjord::endpoint::{context, log};
+use fjord::endpoint::{context, log, types};
 
 /// The call a store serves: which endpoint and method, and the caller's context.
 #[derive(Debug, Default)]
@@ -36,6 +37,9 @@ impl CallInfo {
 pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     Imports::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }
+
+/// Types only (`remote-error`); the host reads it in [`crate::dispatch`].
+impl types::Host for GuestState {}
 
 impl context::Host for GuestState {
     fn request_id(&mut self) -> Option<String> {

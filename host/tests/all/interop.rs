@@ -91,8 +91,28 @@ fn python_sees_the_exceptions_a_python_server_raises() {
             json!({"id": "newer_minor", "method": "add", "args": {"a": 1, "b": 1}, "version": "1.1"}),
             json!({"id": "bad_namespace", "method": "add", "args": {"a": 1, "b": 1}, "namespace": "zzz"}),
             json!({"id": "guest_err", "method": "divide", "args": {"dividend": 1, "divisor": 0}}),
+            json!({"id": "remote_builtin", "method": "raise_remote", "namespace": "greet",
+                   "args": {"module": "builtins", "class": "ValueError", "message": "size must be positive"}}),
+            json!({"id": "remote_other", "method": "raise_remote", "namespace": "greet",
+                   "args": {"module": "nova.exception", "class": "NoValidHost", "message": "no host has 4 GiB free"}}),
         ],
     );
+    // fjord:endpoint/types.remote-error: a builtins class is raised as itself, any other names
+    // its class in a RemoteError, as from a Python server.
+    assert_eq!(
+        out["remote_builtin"]["exception"], "ValueError",
+        "{}",
+        out["remote_builtin"]
+    );
+    assert_eq!(out["remote_builtin"]["module"], "builtins");
+    assert_eq!(out["remote_builtin"]["value"], "size must be positive");
+    assert_eq!(
+        out["remote_other"]["exception"], "RemoteError",
+        "{}",
+        out["remote_other"]
+    );
+    assert_eq!(out["remote_other"]["exc_type"], "NoValidHost");
+    assert_eq!(out["remote_other"]["value"], "no host has 4 GiB free");
     assert_eq!(out["ok"]["result"], 42);
     for id in ["missing", "surplus", "ill_typed"] {
         assert_eq!(out[id]["exception"], "TypeError", "{id}: {}", out[id]);

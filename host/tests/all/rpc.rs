@@ -149,6 +149,17 @@ async fn every_failure_class() {
         .await
         .unwrap();
     assert_eq!(ok, "fine");
+    // A remote-error is exactly the exception it names.
+    let e = remote(
+        &greet,
+        "raise_remote",
+        json!({"module": "nova.exception", "class": "NoValidHost", "message": "no host has 4 GiB free"}),
+    )
+    .await;
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str(), e.message.as_str()),
+        ("NoValidHost", "nova.exception", "no host has 4 GiB free")
+    );
     let e = remote(&greet, "fail_text", json!({})).await;
     assert_eq!(
         (e.class.as_str(), e.message.as_str()),

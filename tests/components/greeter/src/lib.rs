@@ -1,6 +1,10 @@
 //! Test component `fjord:greeter@1.3.0`: context, logging, failures, traps and deadlines.
 
-wit_bindgen::generate!({ world: "greeter-endpoint", path: "wit" });
+wit_bindgen::generate!({
+    world: "greeter-endpoint",
+    path: "wit",
+    with: { "fjord:endpoint/types@0.1.0": fjord_guest::types },
+});
 
 use exports::fjord::greeter::greeter::{GreetError, Guest};
 use fjord_guest::context;
@@ -35,6 +39,14 @@ impl Guest for Greeter {
             "not-found" => Err(GreetError::NotFound),
             _ => Err(GreetError::PermissionDenied),
         }
+    }
+
+    fn raise_remote(
+        module: String,
+        class: String,
+        message: String,
+    ) -> Result<u32, fjord_guest::RemoteError> {
+        Err(fjord_guest::RemoteError::new(module, class, message))
     }
 
     fn fail_text() -> Result<u32, String> {
