@@ -264,7 +264,9 @@ async fn fault_injection_suite() {
         .map(|_| {
             let slow = slow.clone();
             tokio::spawn(async move {
-                slow.call::<()>(&Map::new(), "sleep_ms", json!({"ms": 3000}))
+                // Long enough that the queue is surely gone first, even on a loaded machine
+                // (rabbitmqctl alone can take seconds to start).
+                slow.call::<()>(&Map::new(), "sleep_ms", json!({"ms": 8000}))
                     .await
             })
         })
@@ -285,7 +287,7 @@ async fn fault_injection_suite() {
         );
     }
     // The host gives up on those replies after a short retry, while serving everyone else.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !(host_a.log() + &host_b.log()).contains("dropping the reply") {
         assert!(
             Instant::now() < deadline,
