@@ -5,7 +5,8 @@
 //! endpoint what the host offers beside its own interface (the `fjord:endpoint` package):
 //!
 //! - [`context`]: the oslo request context of the call being served (`request_id`, user, project, any key);
-//! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros.
+//! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros;
+//! - [`keyvalue`]: buckets of `wasi:keyvalue` (state kept between calls): open, get, set, increment...
 //!
 //! The endpoint crate runs its own `wit_bindgen::generate!` for the world that exports its interface;
 //! the imports used here are merged into the component when it is linked (no need to mention
@@ -42,6 +43,8 @@ mod bindings {
         path: "../wit/endpoint",
     });
 }
+
+pub mod keyvalue;
 
 use bindings::fjord::endpoint::context as ctx_import;
 use bindings::fjord::endpoint::log as log_import;

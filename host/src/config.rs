@@ -27,9 +27,11 @@
 //! Capabilities are all denied by default (see [`crate::capabilities`]). `dirs` grants read-only
 //! directories (`host` relative to this file; it must exist), `env` sets variables to the given
 //! values (as Spin's `environment`), `inherit_env` passes the named variables from the host's own
-//! environment (each must be set when the host starts).
+//! environment (each must be set when the host starts). `keyvalue = ["default"]` grants buckets of
+//! the `[keyvalue]` store (see [`crate::keyvalue::config`]).
 
 use crate::capabilities::{Capabilities, DirGrant};
+use crate::keyvalue::config::{KeyvalueConfig, KeyvalueTable};
 use crate::sandbox::Limits;
 use anyhow::Context as _;
 use fjord_oslo::topology::DEFAULT_CONTROL_EXCHANGE;
@@ -49,6 +51,8 @@ struct RawConfig {
     control_exchange: String,
     #[serde(default, rename = "server")]
     servers: Vec<ServerConfig>,
+    #[serde(default)]
+    keyvalue: Option<KeyvalueTable>,
 }
 
 fn default_exchange() -> String {
@@ -61,6 +65,8 @@ pub struct Config {
     pub transport_url: TransportUrl,
     pub control_exchange: String,
     pub servers: Vec<ServerConfig>,
+    /// `[keyvalue]`: where granted buckets live (see [`crate::keyvalue::config`]).
+    pub keyvalue: KeyvalueConfig,
 }
 
 /// One RPC server: an oslo `Target(topic, server)` and the endpoints behind it.
@@ -106,6 +112,8 @@ struct EndpointTable {
     env: BTreeMap<String, String>,
     #[serde(default)]
     inherit_env: Vec<String>,
+    #[serde(default)]
+    keyvalue: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +167,7 @@ impl<'de> Deserialize<'de> for EndpointConfig {
                             })
                             .collect(),
                         env: table.env.into_iter().collect(),
+                        keyvalue: table.keyvalue.into(),
                     },
                     inherit_env: table.inherit_env,
                 })
@@ -203,10 +212,16 @@ impl Config {
                 endpoint.resolve(base)?;
             }
         }
+        let granted = servers
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .flat_map(|e| e.capabilities.keyvalue.iter().map(String::as_str));
+        let keyvalue = KeyvalueConfig::resolve(raw.keyvalue, base, granted)?;
         Ok(Config {
             transport_url,
             control_exchange: raw.control_exchange,
             servers,
+            keyvalue,
         })
     }
 }

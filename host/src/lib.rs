@@ -21,5 +21,6 @@ pub mod endpoint;
 pub mod fuzzing;
 pub mod guest_api;
 pub mod guest_output;
+pub mod keyvalue;
 pub mod sandbox;
 pub mod server;

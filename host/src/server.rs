@@ -44,8 +44,12 @@ pub struct RpcServer {
 
 /// Everything loaded from the config, before touching the network: a component that cannot be
 /// served stops the host here.
-pub fn load(config: &Config) -> anyhow::Result<Vec<RpcServer>> {
-    let sandbox = Arc::new(Sandbox::new()?);
+/// `keyvalue` is the store opened by [`crate::keyvalue::Keyvalue::open`] for the granted buckets.
+pub fn load(
+    config: &Config,
+    keyvalue: Option<Arc<crate::keyvalue::Keyvalue>>,
+) -> anyhow::Result<Vec<RpcServer>> {
+    let sandbox = Arc::new(Sandbox::new()?.with_keyvalue(keyvalue));
     let mut servers = Vec::new();
     for server in &config.servers {
         let mut endpoints = Vec::new();
