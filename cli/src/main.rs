@@ -146,6 +146,10 @@ fn main() -> ExitCode {
                 eprintln!("{timeout}");
                 ExitCode::from(2)
             }
+            Some(e @ RpcError::CastTimeout(_)) => {
+                eprintln!("fjord: {e}");
+                ExitCode::from(2)
+            }
             _ => {
                 eprintln!("fjord: {e:#}");
                 ExitCode::from(3)

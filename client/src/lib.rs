@@ -29,10 +29,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod flight;
 pub mod rpc;
+mod waiters;
 
 pub use fjord_oslo::{
     self as oslo, connect, ConnectAttempt, ConnectError, Failure, RemoteError, Target,
     TransportOptions, TransportUrl, UrlError, DEFAULT_CONTROL_EXCHANGE,
 };
-pub use rpc::{MessagingTimeout, Prepare, RpcClient, RpcError, Transport, TransportError};
+pub use rpc::{
+    MessagingTimeout, Prepare, RpcClient, RpcError, Transport, TransportError, MAX_TIMEOUT,
+};

@@ -1,8 +1,8 @@
 //! oslo-style RPC over a [`Transport`]: `call`, `cast`, fanout casts and `prepare`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,8 +12,10 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::flight::Flight;
+use crate::waiters::{ConsumerId, Registration, Waiters};
 
 use fjord_oslo::connection::{connect, reconnect, ConnectError};
 use fjord_oslo::envelope::{new_id, Reply, Request};
@@ -72,10 +74,14 @@ pub enum RpcError {
     /// RabbitMQ is unreachable (or blocks publishing): nothing was sent.
     #[error("not connected to RabbitMQ: {0}")]
     Disconnected(String),
+    /// The timeout (or call-monitor timeout) is longer than [`MAX_TIMEOUT`]: nothing was sent.
+    #[error("invalid timeout: {0}")]
+    InvalidTimeout(String),
+    /// A cast could not be sent within the client's timeout (it may or may not have been
+    /// delivered).
+    #[error("the cast was not sent within its timeout of {0:?}")]
+    CastTimeout(Duration),
 }
-
-/// Where each waiting call receives its replies: heartbeats (`ending: false`) and the final one.
-type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>>;
 
 /// Backoff between reconnection attempts: a call during an outage fails at once instead of
 /// every caller hammering a broker that is down.
@@ -83,14 +89,29 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// Pause before publishing again a call no server queue took.
 const UNROUTABLE_RETRY: Duration = Duration::from_millis(100);
+/// How long closing a lost connection may take before it is abandoned.
+const CLOSE_LIMIT: Duration = Duration::from_secs(1);
+/// The longest timeout a call, cast or call monitor may have: RabbitMQ refuses a message TTL
+/// over ten years (`PRECONDITION_FAILED - invalid expiration`, closing the channel every call of
+/// the transport publishes on), so a longer one is bad input, refused before anything is sent.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Whether a session's reply consumer runs.
+#[derive(Clone)]
+enum Replies {
+    Stopped,
+    /// Being started by a task of its own; callers wait for it.
+    Starting(Flight<ConsumerId>),
+    Running(ConsumerId),
+}
 
 /// One AMQP connection and what lives on it; replaced as a whole when the connection is lost.
 struct Session {
     connection: Connection,
     /// Publishing channel, in confirm mode.
     channel: Channel,
-    /// Whether the reply consumer runs on this session.
-    replies_alive: Arc<AtomicBool>,
+    /// The reply consumer on this connection (started by the first call).
+    replies: Arc<Mutex<Replies>>,
     /// Topic exchanges already declared on this connection; like kombu's `maybe_declare`, oslo
     /// declares an exchange once per connection, not once per message.
     declared: Mutex<HashSet<String>>,
@@ -105,7 +126,7 @@ impl Session {
         Ok(Session {
             connection,
             channel,
-            replies_alive: Arc::new(AtomicBool::new(false)),
+            replies: Arc::new(Mutex::new(Replies::Stopped)),
             declared: Mutex::new(HashSet::new()),
         })
     }
@@ -130,11 +151,20 @@ impl Session {
     fn usable(&self) -> bool {
         self.connection.status().connected() && self.channel.status().connected()
     }
+
+    /// Whether `consumer` is still this session's running reply consumer.
+    fn consuming(&self, consumer: ConsumerId) -> bool {
+        matches!(*locked(&self.replies), Replies::Running(c) if c == consumer)
+    }
 }
 
-/// The connection state guarded by one lock: the live session, and the reconnect bookkeeping.
+/// The connection state. Guarded by a plain mutex that is never held across network I/O:
+/// reconnecting runs in a task of its own ([`Flight`]) while callers wait for its outcome, each
+/// within its own deadline, and a call finding a usable session takes it at once.
 struct Link {
     session: Option<Arc<Session>>,
+    /// The reconnection in progress, if any.
+    connecting: Option<Flight<Arc<Session>>>,
     backoff: Backoff,
     /// No reconnection attempt before this instant.
     next_attempt: Option<Instant>,
@@ -145,20 +175,28 @@ struct Link {
 struct Inner {
     /// `None` for a transport made from a connection: it cannot reconnect.
     url: Option<TransportUrl>,
-    link: tokio::sync::Mutex<Link>,
+    link: Mutex<Link>,
     options: TransportOptions,
     control_exchange: String,
     /// `reply_<uuid4 hex>`, the same across reconnections, declared on the first call.
     reply_queue: String,
-    pending: Pending,
+    /// The connection name RabbitMQ shows (`fjord-client reply_<uuid4 hex>`), so an operator can
+    /// tell which client a connection is.
+    connection_name: String,
+    waiters: Waiters,
+    /// The id of the next reply consumer.
+    next_consumer: AtomicU64,
 }
 
 /// A connection to RabbitMQ shared by [`RpcClient`]s: one publishing channel with publisher
 /// confirms and one reply queue (`reply_<uuid4 hex>`) declared on the first call.
 ///
 /// When the connection drops, the next call reconnects (hosts of the URL tried in turn, backoff
-/// with jitter) and re-declares the reply queue; calls made while RabbitMQ is unreachable fail
-/// at once with [`RpcError::Disconnected`].
+/// with jitter) in a task of its own, and re-declares the reply queue; calls made meanwhile wait
+/// for it (within their timeouts, holding no lock), and calls made while RabbitMQ is unreachable
+/// fail at once with [`RpcError::Disconnected`]. Calls waiting for replies on a connection that
+/// is lost fail with [`RpcError::ReplyConsumerGone`]; calls already waiting on the new one are
+/// not affected. RabbitMQ shows the connection as `fjord-client reply_<uuid4 hex>`.
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -214,13 +252,15 @@ impl Transport {
         url: &TransportUrl,
         control_exchange: &str,
     ) -> Result<Transport, TransportError> {
-        let connection = connect(url, "fjord-client").await?;
+        let reply_queue = format!("reply_{}", new_id());
+        let connection = connect(url, &connection_name(&reply_queue)).await?;
         let session = Session::open(connection).await?;
         Ok(Transport::new(
             Some(url.clone()),
             session,
             url.options.clone(),
             control_exchange,
+            reply_queue,
         ))
     }
 
@@ -238,7 +278,14 @@ impl Transport {
         control_exchange: &str,
     ) -> Result<Transport, lapin::Error> {
         let session = Session::open(connection).await?;
-        Ok(Transport::new(None, session, options, control_exchange))
+        let reply_queue = format!("reply_{}", new_id());
+        Ok(Transport::new(
+            None,
+            session,
+            options,
+            control_exchange,
+            reply_queue,
+        ))
     }
 
     fn new(
@@ -246,12 +293,14 @@ impl Transport {
         session: Session,
         options: TransportOptions,
         control_exchange: &str,
+        reply_queue: String,
     ) -> Transport {
         Transport {
             inner: Arc::new(Inner {
                 url,
-                link: tokio::sync::Mutex::new(Link {
+                link: Mutex::new(Link {
                     session: Some(Arc::new(session)),
+                    connecting: None,
                     backoff: Backoff::new(RECONNECT_FIRST, RECONNECT_MAX),
                     next_attempt: None,
                     last_error: String::new(),
@@ -259,8 +308,10 @@ impl Transport {
                 }),
                 options,
                 control_exchange: control_exchange.to_string(),
-                reply_queue: format!("reply_{}", new_id()),
-                pending: Arc::new(Mutex::new(HashMap::new())),
+                connection_name: connection_name(&reply_queue),
+                reply_queue,
+                waiters: Waiters::default(),
+                next_consumer: AtomicU64::new(1),
             }),
         }
     }
@@ -292,7 +343,7 @@ impl Transport {
     /// # let _ = channel; Ok(()) }
     /// ```
     pub async fn open_channel(&self) -> Result<Channel, RpcError> {
-        let session = self.session(false).await?;
+        let session = self.session().await?;
         Ok(session.connection.create_channel().await?)
     }
 
@@ -302,7 +353,7 @@ impl Transport {
     /// # async fn f(t: fjord_client::Transport) { let _ = t.close().await; }
     /// ```
     pub async fn close(&self) -> Result<(), lapin::Error> {
-        let session = self.inner.link.lock().await.session.take();
+        let session = locked(&self.inner.link).session.take();
         match session {
             Some(s) => {
                 s.connection
@@ -313,56 +364,43 @@ impl Transport {
         }
     }
 
-    /// The live session, reconnecting first when the connection is gone; with `replies`, its
-    /// reply consumer runs too (re-declaring the reply queue after a loss).
-    async fn session(&self, replies: bool) -> Result<Arc<Session>, RpcError> {
+    /// The live session; when the connection is gone, the outcome of the reconnection (started
+    /// here, or already running for another caller). No lock is held while waiting.
+    async fn session(&self) -> Result<Arc<Session>, RpcError> {
         let inner = &self.inner;
-        let mut link = inner.link.lock().await;
-        let usable = link.session.as_ref().filter(|s| s.usable()).cloned();
-        let session = match usable {
-            Some(s) => s,
-            None => {
-                if let Some(old) = link.session.take() {
-                    link.outage
-                        .begin("the connection was closed", "fjord-client");
-                    if old.connection.status().connected() {
-                        let _ = old
-                            .connection
-                            .close(200, ShortString::from("reconnecting"))
-                            .await;
+        let flight = {
+            let mut link = locked(&inner.link);
+            match link.session.as_ref().filter(|s| s.usable()) {
+                Some(session) => Ok(session.clone()),
+                None => match link.connecting.as_ref().filter(|f| !f.ended()) {
+                    Some(flight) => Err(flight.clone()),
+                    None => {
+                        let old = link.session.take();
+                        if old.is_some() {
+                            link.outage
+                                .begin("the connection was closed", "fjord-client");
+                        }
+                        let Some(url) = inner.url.clone() else {
+                            return Err(RpcError::Disconnected(
+                                "the connection is closed and this transport cannot reconnect"
+                                    .into(),
+                            ));
+                        };
+                        if let Some(at) = link.next_attempt {
+                            if Instant::now() < at {
+                                return Err(RpcError::Disconnected(link.last_error.clone()));
+                            }
+                        }
+                        let flight = Flight::spawn(reconnect_session(inner.clone(), url, old));
+                        link.connecting = Some(flight.clone());
+                        Err(flight)
                     }
-                }
-                let Some(url) = &inner.url else {
-                    return Err(RpcError::Disconnected(
-                        "the connection is closed and this transport cannot reconnect".into(),
-                    ));
-                };
-                if let Some(at) = link.next_attempt {
-                    if Instant::now() < at {
-                        return Err(RpcError::Disconnected(link.last_error.clone()));
-                    }
-                }
-                let opened = match reconnect(url, "fjord-client").await {
-                    Ok(connection) => Session::open(connection).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match opened {
-                    Ok(session) => {
-                        link.backoff.reset();
-                        link.next_attempt = None;
-                        link.outage.end("fjord-client");
-                        let session = Arc::new(session);
-                        link.session = Some(session.clone());
-                        session
-                    }
-                    Err(reason) => {
-                        link.outage.begin(&reason, "fjord-client");
-                        link.next_attempt = Some(Instant::now() + link.backoff.next_delay());
-                        link.last_error = reason.clone();
-                        return Err(RpcError::Disconnected(reason));
-                    }
-                }
+                },
             }
+        };
+        let session = match flight {
+            Ok(session) => session,
+            Err(flight) => flight.outcome().await.map_err(RpcError::Disconnected)?,
         };
         if session.connection.status().blocked() {
             // A resource alarm: publishing would hang until it clears.
@@ -370,15 +408,73 @@ impl Transport {
                 "RabbitMQ blocks publishing (resource alarm)".into(),
             ));
         }
-        if replies && !session.replies_alive.load(Ordering::SeqCst) {
-            self.start_replies(&session).await?;
-        }
         Ok(session)
     }
 
-    /// Declares the reply queue and starts its consumer on `session`.
-    async fn start_replies(&self, session: &Session) -> Result<(), RpcError> {
-        let inner = &self.inner;
+    /// The reply consumer of `session`, started (declaring the reply queue) if it does not run.
+    async fn replies(&self, session: &Arc<Session>) -> Result<ConsumerId, RpcError> {
+        let flight = {
+            let mut replies = locked(&session.replies);
+            match &*replies {
+                Replies::Running(consumer) => return Ok(*consumer),
+                Replies::Starting(flight) if !flight.ended() => flight.clone(),
+                Replies::Starting(_) | Replies::Stopped => {
+                    let flight = Flight::spawn(start_replies(self.inner.clone(), session.clone()));
+                    *replies = Replies::Starting(flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.outcome().await.map_err(RpcError::Disconnected)
+    }
+}
+
+/// The connection name RabbitMQ shows for a transport.
+fn connection_name(reply_queue: &str) -> String {
+    format!("fjord-client {reply_queue}")
+}
+
+/// Closes `old` (when it is still half open), opens a new connection and session, and records
+/// the outcome in the link.
+async fn reconnect_session(
+    inner: Arc<Inner>,
+    url: TransportUrl,
+    old: Option<Arc<Session>>,
+) -> Result<Arc<Session>, String> {
+    if let Some(old) = old {
+        if old.connection.status().connected() {
+            let closing = old.connection.close(200, ShortString::from("reconnecting"));
+            let _ = tokio::time::timeout(CLOSE_LIMIT, closing).await;
+        }
+    }
+    let opened = match reconnect(&url, &inner.connection_name).await {
+        Ok(connection) => Session::open(connection).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut link = locked(&inner.link);
+    link.connecting = None;
+    match opened {
+        Ok(session) => {
+            link.backoff.reset();
+            link.next_attempt = None;
+            link.outage.end("fjord-client");
+            let session = Arc::new(session);
+            link.session = Some(session.clone());
+            Ok(session)
+        }
+        Err(reason) => {
+            link.outage.begin(&reason, "fjord-client");
+            let pause = link.backoff.next_delay();
+            link.next_attempt = Instant::now().checked_add(pause);
+            link.last_error = reason.clone();
+            Err(reason)
+        }
+    }
+}
+
+/// Declares the reply queue and starts its consumer on `session`.
+async fn start_replies(inner: Arc<Inner>, session: Arc<Session>) -> Result<ConsumerId, String> {
+    let started = async {
         let name = inner.reply_queue.as_str();
         // A channel of its own, so a consumer problem never blocks publishing.
         let channel = session.connection.create_channel().await?;
@@ -391,24 +487,37 @@ impl Transport {
                 FieldTable::default(),
             )
             .await?;
-        session.replies_alive.store(true, Ordering::SeqCst);
-        tokio::spawn(route_replies(
-            consumer,
-            channel,
-            inner.pending.clone(),
-            session.replies_alive.clone(),
-        ));
-        tracing::debug!(queue = %name, "reply queue ready");
-        Ok(())
+        Ok::<_, lapin::Error>((channel, consumer))
+    };
+    match started.await {
+        Ok((channel, consumer)) => {
+            let id = inner.next_consumer.fetch_add(1, Ordering::SeqCst);
+            *locked(&session.replies) = Replies::Running(id);
+            tokio::spawn(route_replies(
+                consumer,
+                channel,
+                inner.waiters.clone(),
+                session.replies.clone(),
+                id,
+            ));
+            tracing::debug!(queue = %inner.reply_queue, consumer = id, "reply queue ready");
+            Ok(id)
+        }
+        Err(e) => {
+            *locked(&session.replies) = Replies::Stopped;
+            Err(format!("cannot start consuming the reply queue: {e}"))
+        }
     }
 }
 
-/// Hands each reply to the call waiting for its `_msg_id`.
+/// Hands each reply to the call waiting for its `_msg_id`; when the consumer ends, fails the
+/// calls waiting on it (and only those).
 async fn route_replies(
     mut consumer: lapin::Consumer,
     _channel: Channel,
-    pending: Pending,
-    alive: Arc<AtomicBool>,
+    waiters: Waiters,
+    replies: Arc<Mutex<Replies>>,
+    id: ConsumerId,
 ) {
     while let Some(delivery) = consumer.next().await {
         let delivery = match delivery {
@@ -421,43 +530,35 @@ async fn route_replies(
         if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
             tracing::warn!(error = %e, "cannot ack a reply");
         }
-        let reply = match Reply::decode(&delivery.data) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping an unreadable reply");
-                continue;
+        match Reply::decode(&delivery.data) {
+            Ok(reply) => {
+                let msg_id = reply.msg_id.clone();
+                if !waiters.deliver(reply) {
+                    tracing::debug!(%msg_id, "dropping a reply nobody waits for");
+                }
             }
-        };
-        let waiter = locked(&pending).get(&reply.msg_id).cloned();
-        match waiter {
-            Some(tx) => {
-                let _ = tx.send(reply);
-            }
-            None => tracing::debug!(msg_id = %reply.msg_id, "dropping a reply nobody waits for"),
+            Err(e) => tracing::warn!(error = %e, "dropping an unreadable reply"),
         }
     }
-    // The next call re-declares the queue and consumes again (no permanently deaf caller).
-    alive.store(false, Ordering::SeqCst);
-    // Wake every waiting call: their sender is dropped, so they fail fast and visibly.
-    locked(&pending).clear();
+    // Marked stopped before its calls are failed: a call registering on it meanwhile sees that
+    // (see `RpcClient::call`). The next call starts a new consumer (no permanently deaf caller).
+    {
+        let mut state = locked(&replies);
+        if matches!(*state, Replies::Running(c) if c == id) {
+            *state = Replies::Stopped;
+        }
+    }
+    let failed = waiters.fail_consumer(id);
+    tracing::debug!(
+        consumer = id,
+        "reply consumer ended; {failed} waiting calls failed"
+    );
 }
 
-/// Locks `mutex`, even if a panicking thread poisoned it: every map guarded here stays
+/// Locks `mutex`, even if a panicking thread poisoned it: every state guarded here stays
 /// consistent whatever step was interrupted.
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Removes a call's waiter when the call ends, however it ends.
-struct PendingGuard {
-    pending: Pending,
-    msg_id: String,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        locked(&self.pending).remove(&self.msg_id);
-    }
 }
 
 /// Calls and casts to one [`Target`] (oslo's `RPCClient`).
@@ -553,35 +654,27 @@ impl RpcClient {
         let args = args_object(args.into())?;
         // Nothing a call does may take longer than its timeout: reconnecting, publishing
         // (a blocked connection), waiting.
-        let deadline = Instant::now() + self.timeout;
-        let transport = &self.transport;
-        let msg_id = new_id();
-        // Register before publishing: a fast reply must find its waiter.
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        locked(&transport.inner.pending).insert(msg_id.clone(), tx);
-        let _guard = PendingGuard {
-            pending: transport.inner.pending.clone(),
-            msg_id: msg_id.clone(),
-        };
-        let send = self.send_call(ctx, method, args, &msg_id);
+        let deadline = deadline_after(self.timeout, "timeout")?;
+        let monitor = self.call_monitor_timeout;
         // A call no server takes fails when the monitor runs out, as when nobody heartbeats.
-        let send_deadline = match self.call_monitor_timeout {
-            Some(m) => deadline.min(Instant::now() + m),
+        let send_deadline = match monitor {
+            Some(m) => deadline.min(deadline_after(m, "call_monitor_timeout")?),
             None => deadline,
         };
-        match tokio::time::timeout_at(send_deadline, send).await {
+        let msg_id = new_id();
+        let send = self.send_call(ctx, method, args, &msg_id);
+        let mut call = match tokio::time::timeout_at(send_deadline, send).await {
             Ok(sent) => sent?,
             Err(_) => return Err(MessagingTimeout { msg_id }.into()),
-        }
+        };
         // With a call-monitor timeout, the server's heartbeats must keep coming (oslo's wait()).
-        let monitor = self.call_monitor_timeout;
         let mut heard = Instant::now();
         let reply = loop {
             let until = match monitor {
-                Some(m) => deadline.min(heard + m),
+                Some(m) => heard.checked_add(m).map_or(deadline, |t| t.min(deadline)),
                 None => deadline,
             };
-            match tokio::time::timeout_at(until, rx.recv()).await {
+            match tokio::time::timeout_at(until, call.replies.recv()).await {
                 Ok(Some(reply)) if !reply.ending => {
                     tracing::debug!(%msg_id, "call-monitor heartbeat");
                     heard = Instant::now();
@@ -597,16 +690,25 @@ impl RpcClient {
         serde_json::from_value(reply.result).map_err(RpcError::BadResult)
     }
 
-    /// Publishes a call whose waiter is registered.
+    /// Publishes a call, registered first as waiting on the session's reply consumer.
     async fn send_call(
         &self,
         ctx: &Map<String, Value>,
         method: &str,
         args: Map<String, Value>,
         msg_id: &str,
-    ) -> Result<(), RpcError> {
+    ) -> Result<Registration, RpcError> {
         let transport = &self.transport;
-        let session = transport.session(true).await?;
+        let session = transport.session().await?;
+        let consumer = transport.replies(&session).await?;
+        // Registered before publishing: a fast reply must find its waiter.
+        let registration = transport.inner.waiters.register(msg_id, consumer);
+        // The consumer may have ended since it was found running. Its end marks it stopped
+        // before failing its calls: a call registered before that is failed by it, and one
+        // registered after sees it here. Either way it fails at once, visibly.
+        if !session.consuming(consumer) {
+            return Err(RpcError::ReplyConsumerGone);
+        }
         let mut request = self.request(ctx, method, args);
         request.msg_id = Some(msg_id.to_string());
         request.reply_q = Some(transport.inner.reply_queue.clone());
@@ -619,6 +721,7 @@ impl RpcClient {
         session
             .declare_exchange_once(exchange, &transport.inner.options)
             .await?;
+        // At most MAX_TIMEOUT, checked by the caller: RabbitMQ accepts it.
         let expiration = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let body = request.encode();
         // Mandatory: while no server queue is bound (servers re-declaring after a broker
@@ -638,12 +741,18 @@ impl RpcClient {
                 Err(PublishError::Unroutable(_)) => {
                     tokio::time::sleep(UNROUTABLE_RETRY).await;
                 }
-                other => return Ok(other?),
+                other => {
+                    other?;
+                    return Ok(registration);
+                }
             }
         }
     }
 
     /// Sends `method` without waiting for a result; to every server when the target is fanout.
+    /// Sending (reconnecting, a publisher confirm, a blocked connection) takes at most the
+    /// client's timeout: past it the cast fails with [`RpcError::CastTimeout`] (and may or may
+    /// not have been delivered).
     ///
     /// ```no_run
     /// # async fn f(c: fjord_client::RpcClient) -> Result<(), fjord_client::RpcError> {
@@ -657,9 +766,22 @@ impl RpcClient {
         args: impl Into<Value>,
     ) -> Result<(), RpcError> {
         let args = args_object(args.into())?;
+        let deadline = deadline_after(self.timeout, "timeout")?;
+        match tokio::time::timeout_at(deadline, self.send_cast(ctx, method, args)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(RpcError::CastTimeout(self.timeout)),
+        }
+    }
+
+    async fn send_cast(
+        &self,
+        ctx: &Map<String, Value>,
+        method: &str,
+        args: Map<String, Value>,
+    ) -> Result<(), RpcError> {
         let request = self.request(ctx, method, args);
         let inner = &self.transport.inner;
-        let session = self.transport.session(false).await?;
+        let session = self.transport.session().await?;
         let channel = &session.channel;
         if self.target.fanout {
             declare_fanout_exchange_with(channel, &self.target.topic, &inner.options).await?;
@@ -700,6 +822,20 @@ impl RpcClient {
         request.context = ctx.clone();
         request
     }
+}
+
+/// The instant `timeout` from now; a timeout over [`MAX_TIMEOUT`] is bad input.
+fn deadline_after(timeout: Duration, what: &str) -> Result<Instant, RpcError> {
+    let too_long = || {
+        RpcError::InvalidTimeout(format!(
+            "a {what} of {timeout:?} is longer than the {} s (ten years) RabbitMQ accepts as a message TTL",
+            MAX_TIMEOUT.as_secs()
+        ))
+    };
+    if timeout > MAX_TIMEOUT {
+        return Err(too_long());
+    }
+    Instant::now().checked_add(timeout).ok_or_else(too_long)
 }
 
 fn args_object(args: Value) -> Result<Map<String, Value>, RpcError> {
@@ -776,7 +912,9 @@ impl Prepare {
         self
     }
 
-    /// Sets the call timeout (request TTL and wait deadline).
+    /// Sets the call timeout (request TTL and wait deadline; for a cast, how long sending may
+    /// take). A timeout over [`MAX_TIMEOUT`] (ten years) makes calls and casts fail with
+    /// [`RpcError::InvalidTimeout`] before anything is sent.
     ///
     /// ```no_run
     /// # fn f(c: fjord_client::RpcClient) { let _ = c.prepare().timeout(std::time::Duration::from_secs(3)).build(); }
@@ -789,7 +927,8 @@ impl Prepare {
     /// Requires the server to send heartbeats while a call runs (oslo's `call_monitor_timeout`):
     /// the call fails with [`MessagingTimeout`] when none came for this long, and may run up to
     /// its timeout as long as they come. Servers heartbeat every `floor(timeout) / 2` seconds
-    /// and ignore values under 2 s, as oslo's do.
+    /// and ignore values under 2 s, as oslo's do. Over [`MAX_TIMEOUT`], calls fail with
+    /// [`RpcError::InvalidTimeout`].
     ///
     /// ```no_run
     /// # fn f(c: fjord_client::RpcClient) {
@@ -815,5 +954,29 @@ impl Prepare {
 impl From<Prepare> for RpcClient {
     fn from(p: Prepare) -> RpcClient {
         p.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_past_rabbitmqs_longest_ttl_are_bad_input() {
+        for huge in [Duration::MAX, MAX_TIMEOUT + Duration::from_nanos(1)] {
+            match deadline_after(huge, "timeout") {
+                Err(RpcError::InvalidTimeout(message)) => {
+                    assert!(message.contains("315360000 s"), "{message}")
+                }
+                other => panic!("{huge:?}: {other:?}"),
+            }
+        }
+        assert!(deadline_after(MAX_TIMEOUT, "timeout").is_ok());
+        assert!(deadline_after(Duration::ZERO, "timeout").is_ok());
+        assert_eq!(
+            MAX_TIMEOUT.as_millis(),
+            315_360_000_000,
+            "RabbitMQ's largest TTL"
+        );
     }
 }

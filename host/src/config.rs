@@ -24,6 +24,19 @@
 //! | `max_request_kib` | size of a request message body as received | 1024 (1 MiB) |
 //! | `max_reply_kib` | size of the JSON result (or error message) of one call | 1024 (1 MiB) |
 //!
+//! Host-wide settings, at the top level (oslo's option names where oslo has one):
+//!
+//! | key | what | default |
+//! |---|---|---|
+//! | `executor_thread_pool_size` | calls that may run at once in the host (oslo's executor threads); 1 to 1024 | 64 |
+//! | `kombu_missing_consumer_retry_timeout` | seconds a reply to a missing reply queue (or sent while reconnecting) is retried; 0 to 3600 | 3 (oslo: 60) |
+//!
+//! and in the transport URL, `?rabbit_qos_prefetch_count=N`: unacknowledged messages RabbitMQ may
+//! push to each of the host's consumers (64 when unset; 0 means no limit, as in oslo).
+//!
+//! A topic, server or exchange name that would make an AMQP name longer than 255 bytes
+//! (`<topic>_fanout_<32 hex digits>` is the longest) is refused here, naming the key.
+//!
 //! Capabilities are all denied by default (see [`crate::capabilities`]). `dirs` grants read-only
 //! directories (`host` relative to this file; it must exist), `env` sets variables to the given
 //! values (as Spin's `environment`), `inherit_env` passes the named variables from the host's own
@@ -34,7 +47,7 @@ use crate::capabilities::{Capabilities, DirGrant};
 use crate::keyvalue::config::{KeyvalueConfig, KeyvalueTable};
 use crate::sandbox::Limits;
 use anyhow::Context as _;
-use fjord_oslo::topology::DEFAULT_CONTROL_EXCHANGE;
+use fjord_oslo::topology::{check_server_names, short_string, DEFAULT_CONTROL_EXCHANGE};
 use fjord_oslo::url::TransportUrl;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -49,6 +62,10 @@ struct RawConfig {
     transport_url: String,
     #[serde(default = "default_exchange")]
     control_exchange: String,
+    #[serde(default = "default_in_flight")]
+    executor_thread_pool_size: u32,
+    #[serde(default = "default_reply_retry")]
+    kombu_missing_consumer_retry_timeout: u64,
     #[serde(default, rename = "server")]
     servers: Vec<ServerConfig>,
     #[serde(default)]
@@ -59,11 +76,39 @@ fn default_exchange() -> String {
     DEFAULT_CONTROL_EXCHANGE.to_string()
 }
 
+/// oslo's threading executor runs up to 64 methods at once; so does the host by default.
+pub const DEFAULT_IN_FLIGHT: u32 = 64;
+/// The most calls a host may run at once: the sandbox reserves address space for twice as many
+/// instances.
+pub const MAX_IN_FLIGHT: u32 = 1024;
+/// Unacknowledged deliveries per consumer when the URL does not say: what waits in memory while
+/// every in-flight slot is busy (back-pressure stays in RabbitMQ).
+pub const DEFAULT_PREFETCH: u16 = 64;
+const DEFAULT_REPLY_RETRY_SECS: u64 = 3;
+const MAX_REPLY_RETRY_SECS: u64 = 3600;
+/// The longest `deadline_ms`: one day (a deadline is a point in time; it must stay one).
+const MAX_DEADLINE_MS: u64 = 86_400_000;
+
+fn default_in_flight() -> u32 {
+    DEFAULT_IN_FLIGHT
+}
+
+fn default_reply_retry() -> u64 {
+    DEFAULT_REPLY_RETRY_SECS
+}
+
 /// The whole configuration, paths resolved against the config file's directory.
 #[derive(Debug)]
 pub struct Config {
     pub transport_url: TransportUrl,
     pub control_exchange: String,
+    /// Calls that may run at once in the host (`executor_thread_pool_size`).
+    pub in_flight: u32,
+    /// `basic.qos` prefetch count of each consumer; 0 = no limit (`rabbit_qos_prefetch_count`).
+    pub prefetch: u16,
+    /// How long a reply that cannot be delivered is retried
+    /// (`kombu_missing_consumer_retry_timeout`).
+    pub reply_retry: Duration,
     pub servers: Vec<ServerConfig>,
     /// `[keyvalue]`: where granted buckets live (see [`crate::keyvalue::config`]).
     pub keyvalue: KeyvalueConfig,
@@ -194,6 +239,19 @@ impl Config {
         })?;
         let transport_url = TransportUrl::parse(&raw.transport_url)
             .map_err(|e| anyhow::anyhow!("transport_url: {e}"))?;
+        if !(1..=MAX_IN_FLIGHT).contains(&raw.executor_thread_pool_size) {
+            anyhow::bail!(
+                "executor_thread_pool_size must be between 1 and {MAX_IN_FLIGHT}, not {}",
+                raw.executor_thread_pool_size
+            );
+        }
+        if raw.kombu_missing_consumer_retry_timeout > MAX_REPLY_RETRY_SECS {
+            anyhow::bail!(
+                "kombu_missing_consumer_retry_timeout must be at most {MAX_REPLY_RETRY_SECS} seconds, not {}",
+                raw.kombu_missing_consumer_retry_timeout
+            );
+        }
+        check_name("control_exchange", &raw.control_exchange)?;
         let mut servers = raw.servers;
         if servers.is_empty() {
             anyhow::bail!("no [[server]] sections: nothing to serve");
@@ -202,6 +260,16 @@ impl Config {
             if server.topic.is_empty() || server.server.is_empty() {
                 anyhow::bail!("[[server]] needs a non-empty topic and server");
             }
+            let exchange = server.exchange.as_deref().unwrap_or(&raw.control_exchange);
+            check_server_names(exchange, &server.topic, &server.server).map_err(|e| {
+                let key = if e.what == "exchange" {
+                    "exchange"
+                } else {
+                    "topic and server"
+                };
+                let topic: String = server.topic.chars().take(32).collect();
+                anyhow::anyhow!("[[server]] {key}: {e} (topic {topic:?})")
+            })?;
             if server.endpoints.is_empty() {
                 anyhow::bail!("server {}.{} has no endpoints", server.topic, server.server);
             }
@@ -217,13 +285,26 @@ impl Config {
             .flat_map(|s| &s.endpoints)
             .flat_map(|e| e.capabilities.keyvalue.iter().map(String::as_str));
         let keyvalue = KeyvalueConfig::resolve(raw.keyvalue, base, granted)?;
+        let prefetch = transport_url
+            .options
+            .rabbit_qos_prefetch_count
+            .unwrap_or(DEFAULT_PREFETCH);
         Ok(Config {
             transport_url,
             control_exchange: raw.control_exchange,
+            in_flight: raw.executor_thread_pool_size,
+            prefetch,
+            reply_retry: Duration::from_secs(raw.kombu_missing_consumer_retry_timeout),
             servers,
             keyvalue,
         })
     }
+}
+
+/// A name used as an AMQP name as it is: at most 255 bytes.
+fn check_name(key: &str, name: &str) -> anyhow::Result<()> {
+    short_string("exchange", name).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+    Ok(())
 }
 
 impl EndpointConfig {
@@ -232,6 +313,11 @@ impl EndpointConfig {
     fn resolve(&mut self, base: &Path) -> anyhow::Result<()> {
         let name = self.path.display().to_string();
         let limits = &self.limits;
+        if limits.deadline > Duration::from_millis(MAX_DEADLINE_MS) {
+            anyhow::bail!(
+                "endpoint {name}: deadline_ms must be at most {MAX_DEADLINE_MS} (one day)"
+            );
+        }
         for (key, zero) in [
             ("deadline_ms", limits.deadline.is_zero()),
             ("memory_mib", limits.memory_bytes == 0),
@@ -339,6 +425,90 @@ mod tests {
             "transport_url = \"http://x\"\n[[server]]\ntopic='t'\nserver='s'\nendpoints=['a']\n",
         );
         assert!(bad_url.contains("transport_url"), "{bad_url}");
+    }
+
+    #[test]
+    fn host_settings_and_their_defaults() {
+        let c = one_endpoint("'a.wasm'").unwrap();
+        assert_eq!((c.in_flight, c.prefetch), (64, 64));
+        assert_eq!(c.reply_retry, Duration::from_secs(3));
+        let c = Config::parse(
+            "transport_url = \"rabbit://h/?rabbit_qos_prefetch_count=10\"\n\
+             executor_thread_pool_size = 8\nkombu_missing_consumer_retry_timeout = 0\n\
+             [[server]]\ntopic='t'\nserver='s'\nendpoints=['a.wasm']\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!((c.in_flight, c.prefetch), (8, 10));
+        assert!(c.reply_retry.is_zero());
+        let unlimited = Config::parse(
+            "transport_url = \"rabbit://h/?rabbit_qos_prefetch_count=0\"\n\
+             [[server]]\ntopic='t'\nserver='s'\nendpoints=['a.wasm']\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(unlimited.prefetch, 0);
+        let err = |top: &str| {
+            let text = format!(
+                "transport_url = \"rabbit://\"\n{top}\n[[server]]\ntopic='t'\nserver='s'\nendpoints=['a.wasm']\n"
+            );
+            format!("{:#}", Config::parse(&text, Path::new(".")).unwrap_err())
+        };
+        for (top, needle) in [
+            ("executor_thread_pool_size = 0", "executor_thread_pool_size"),
+            (
+                "executor_thread_pool_size = 5000",
+                "executor_thread_pool_size",
+            ),
+            (
+                "executor_thread_pool_size = -1",
+                "executor_thread_pool_size",
+            ),
+            (
+                "kombu_missing_consumer_retry_timeout = 100000",
+                "kombu_missing_consumer_retry_timeout",
+            ),
+            (
+                "kombu_missing_consumer_retry_timeout = 'soon'",
+                "kombu_missing_consumer_retry_timeout",
+            ),
+        ] {
+            let e = err(top);
+            assert!(e.contains(needle), "{top}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn names_too_long_for_amqp_are_config_errors() {
+        let server = |topic: &str, server: &str, exchange: &str| {
+            let text = format!(
+                "transport_url = \"rabbit://\"\n[[server]]\ntopic='{topic}'\nserver='{server}'\n{exchange}endpoints=['a.wasm']\n"
+            );
+            Config::parse(&text, Path::new(".")).map_err(|e| format!("{e:#}"))
+        };
+        // <topic>_fanout_<32 hex> is the longest name: a topic has at most 215 bytes.
+        assert!(server(&"t".repeat(215), "s", "").is_ok());
+        let e = server(&"t".repeat(216), "s", "").unwrap_err();
+        assert!(e.contains("fanout queue") && e.contains("256 bytes"), "{e}");
+        let e = server("t", &"s".repeat(254), "").unwrap_err();
+        assert!(e.contains("server queue") && e.contains("256 bytes"), "{e}");
+        let e = server("t", "s", &format!("exchange = '{}'\n", "x".repeat(300))).unwrap_err();
+        assert!(e.contains("exchange") && e.contains("300 bytes"), "{e}");
+        let text = format!(
+            "transport_url = \"rabbit://\"\ncontrol_exchange = '{}'\n[[server]]\ntopic='t'\nserver='s'\nendpoints=['a.wasm']\n",
+            "x".repeat(256)
+        );
+        let e = format!("{:#}", Config::parse(&text, Path::new(".")).unwrap_err());
+        assert!(e.contains("control_exchange"), "{e}");
+        for e in [
+            server(&"t".repeat(216), "s", "").unwrap_err(),
+            server("t", &"s".repeat(254), "").unwrap_err(),
+        ] {
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let day = one_endpoint("{ path = 'a.wasm', deadline_ms = 86400001 }").unwrap_err();
+        assert!(format!("{day:#}").contains("deadline_ms"), "{day:#}");
     }
 
     fn one_endpoint(item: &str) -> anyhow::Result<Config> {

@@ -6,7 +6,8 @@
 //! whose path names the parameter, so the caller gets a `TypeError` that says what is wrong.
 
 use fjord_oslo::names::{to_kebab, to_snake};
-use serde_json::{Map, Number, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 use std::fmt;
 use wasmtime::component::{Type, Val};
 
@@ -395,67 +396,121 @@ fn case_name<'a>(mut names: impl Iterator<Item = &'a str>, value: &Value) -> Opt
     names.find(|n| *n == s || *n == kebab).map(str::to_string)
 }
 
-/// Converts a WIT value (a function's result) to the JSON the caller receives.
+/// A WIT value (a function's result) as the JSON the caller receives, serialized straight from
+/// the value: a large result is written as text without a JSON tree of it ever being built.
+pub struct JsonOf<'a>(pub &'a Val);
+
+impl Serialize for JsonOf<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Val::Bool(b) => s.serialize_bool(*b),
+            Val::S8(n) => s.serialize_i8(*n),
+            Val::U8(n) => s.serialize_u8(*n),
+            Val::S16(n) => s.serialize_i16(*n),
+            Val::U16(n) => s.serialize_u16(*n),
+            Val::S32(n) => s.serialize_i32(*n),
+            Val::U32(n) => s.serialize_u32(*n),
+            Val::S64(n) => s.serialize_i64(*n),
+            Val::U64(n) => s.serialize_u64(*n),
+            // As an f64, as oslo's Python reads it; JSON has no NaN or infinity: they become null.
+            Val::Float32(f) => float(s, f64::from(*f)),
+            Val::Float64(f) => float(s, *f),
+            Val::Char(c) => s.serialize_char(*c),
+            Val::String(text) => s.serialize_str(text),
+            Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+                s.collect_seq(items.iter().map(JsonOf))
+            }
+            Val::Record(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (name, v) in fields {
+                    map.serialize_entry(&to_snake(name), &JsonOf(v))?;
+                }
+                map.end()
+            }
+            Val::Enum(case) | Val::Variant(case, None) => s.serialize_str(&to_snake(case)),
+            Val::Variant(case, Some(payload)) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(&to_snake(case), &JsonOf(payload))?;
+                map.end()
+            }
+            Val::Option(None) => s.serialize_unit(),
+            Val::Option(Some(v)) => JsonOf(v).serialize(s),
+            Val::Result(r) => {
+                let (key, payload) = match r {
+                    Ok(v) => ("ok", v),
+                    Err(v) => ("err", v),
+                };
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(key, &payload.as_deref().map(JsonOf))?;
+                map.end()
+            }
+            Val::Flags(names) => s.collect_seq(names.iter().map(|n| to_snake(n))),
+            // JSON keys are strings: a string key as it is, any other as its JSON text.
+            Val::Map(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    match k {
+                        Val::String(key) => map.serialize_entry(key, &JsonOf(v))?,
+                        other => {
+                            let key = serde_json::to_string(&JsonOf(other))
+                                .map_err(serde::ser::Error::custom)?;
+                            map.serialize_entry(&key, &JsonOf(v))?;
+                        }
+                    }
+                }
+                map.end()
+            }
+            // Refused at load (see `unsupported`); never produced by an RPC-callable function.
+            Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
+                s.serialize_unit()
+            }
+        }
+    }
+}
+
+fn float<S: Serializer>(s: S, f: f64) -> Result<S::Ok, S::Error> {
+    if f.is_finite() {
+        s.serialize_f64(f)
+    } else {
+        s.serialize_unit()
+    }
+}
+
+/// Converts a WIT value to the JSON the caller receives, as a JSON tree (for tests and small
+/// values; replies are written as text by [`to_json_text`]).
 pub fn to_json(val: &Val) -> Value {
-    match val {
-        Val::Bool(b) => Value::Bool(*b),
-        Val::S8(n) => Value::from(*n),
-        Val::U8(n) => Value::from(*n),
-        Val::S16(n) => Value::from(*n),
-        Val::U16(n) => Value::from(*n),
-        Val::S32(n) => Value::from(*n),
-        Val::U32(n) => Value::from(*n),
-        Val::S64(n) => Value::from(*n),
-        Val::U64(n) => Value::from(*n),
-        // JSON has no NaN or infinity: they become null.
-        Val::Float32(f) => Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
-        Val::Float64(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Val::Char(c) => Value::String(c.to_string()),
-        Val::String(s) => Value::String(s.clone()),
-        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
-            Value::Array(items.iter().map(to_json).collect())
+    // Cannot fail: every map key written is a string.
+    serde_json::to_value(JsonOf(val)).unwrap_or(Value::Null)
+}
+
+/// A WIT value as JSON text of at most `max` bytes; `None` when it would be longer (writing
+/// stops there, so a huge value costs no more than `max` bytes of text).
+pub fn to_json_text(val: &Val, max: usize) -> Option<String> {
+    let mut out = Limited {
+        bytes: Vec::new(),
+        max,
+    };
+    serde_json::to_writer(&mut out, &JsonOf(val)).ok()?;
+    String::from_utf8(out.bytes).ok()
+}
+
+/// A buffer that refuses to grow past `max` bytes.
+struct Limited {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Limited {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.max.saturating_sub(self.bytes.len()) {
+            return Err(std::io::Error::other("over the size limit"));
         }
-        Val::Record(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(name, v)| (to_snake(name), to_json(v)))
-                .collect(),
-        ),
-        Val::Enum(case) => Value::String(to_snake(case)),
-        Val::Variant(case, None) => Value::String(to_snake(case)),
-        Val::Variant(case, Some(payload)) => {
-            let mut o = Map::new();
-            o.insert(to_snake(case), to_json(payload));
-            Value::Object(o)
-        }
-        Val::Option(None) => Value::Null,
-        Val::Option(Some(v)) => to_json(v),
-        Val::Result(r) => {
-            let (key, payload) = match r {
-                Ok(v) => ("ok", v),
-                Err(v) => ("err", v),
-            };
-            let mut o = Map::new();
-            o.insert(key.into(), payload.as_deref().map_or(Value::Null, to_json));
-            Value::Object(o)
-        }
-        Val::Flags(names) => {
-            Value::Array(names.iter().map(|n| Value::String(to_snake(n))).collect())
-        }
-        Val::Map(entries) => Value::Object(
-            entries
-                .iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Val::String(s) => s.clone(),
-                        other => to_json(other).to_string(),
-                    };
-                    (key, to_json(v))
-                })
-                .collect(),
-        ),
-        // Refused at load (see `unsupported`); never produced by an RPC-callable function.
-        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

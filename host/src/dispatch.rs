@@ -1,16 +1,17 @@
 //! oslo.messaging's dispatch rules over a server's endpoints, and what each outcome looks like to the
 //! caller (the failure table of `docs/design.md`).
 
-use crate::convert::{to_json, to_val};
+use crate::convert::{to_json_text, to_val};
 use crate::endpoint::{Endpoint, Method};
 use crate::guest_api::CallInfo;
 use crate::sandbox::{GuestFailure, Sandbox};
-use fjord_oslo::envelope::Request;
+use fjord_oslo::envelope::{JsonText, Request};
 use fjord_oslo::failure::Failure;
 use fjord_oslo::names::to_camel;
 use fjord_oslo::version::is_compatible;
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{Type, Val};
 
 /// The module of failures raised by fjord itself rather than by endpoint code.
@@ -61,11 +62,22 @@ impl Dispatcher {
     }
 
     /// Finds the method as oslo's `RPCDispatcher.dispatch` does and calls it. `body_len` is the
-    /// size of the message the request came in, checked against the endpoint's limit.
-    pub async fn dispatch(&self, request: &Request, body_len: usize) -> Result<Value, Failure> {
+    /// size of the message the request came in, checked against the endpoint's limit. The result
+    /// comes back as JSON text of at most the endpoint's `max_reply_kib`.
+    pub async fn dispatch(&self, request: &Request, body_len: usize) -> Result<JsonText, Failure> {
+        let call = self.resolve(request, body_len)?;
+        self.run(&call, request).await
+    }
+
+    /// Everything about a request that can be decided without running it: oslo's namespace,
+    /// version and method rules, the endpoint's request limit, and the arguments converted to
+    /// the method's WIT types.
+    // The failure is what the caller gets; boxing it would only move the allocation.
+    #[allow(clippy::result_large_err)]
+    pub fn resolve(&self, request: &Request, body_len: usize) -> Result<Resolved, Failure> {
         let version = request.version.as_deref().unwrap_or("1.0");
         let mut found_compatible = false;
-        for endpoint in &self.endpoints {
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
             if endpoint.namespace != request.namespace {
                 continue;
             }
@@ -91,12 +103,14 @@ impl Dispatcher {
                             format!("the request is {body_len} bytes, more than the {max} bytes {name} accepts");
                         return Err(Failure::new(REQUEST_TOO_LARGE_CLASS, FJORD_MODULE, message));
                     }
-                    let outcome = self.call(endpoint, method, request).await;
-                    let max = endpoint.limits.max_reply_bytes;
-                    return match reply_too_large(&outcome, max) {
-                        Some(failure) => Err(failure),
-                        None => outcome,
-                    };
+                    let params =
+                        bind_arguments(method, &request.args).map_err(Failure::type_error)?;
+                    return Ok(Resolved {
+                        endpoint: index,
+                        method: request.method.clone(),
+                        params,
+                        deadline: endpoint.limits.deadline,
+                    });
                 }
             }
             found_compatible = true;
@@ -108,44 +122,93 @@ impl Dispatcher {
         }
     }
 
+    /// Runs a resolved call in a fresh sandbox; a result or error message over the endpoint's
+    /// `max_reply_kib` becomes `ReplyTooLarge`.
+    pub async fn run(&self, call: &Resolved, request: &Request) -> Result<JsonText, Failure> {
+        let found = self
+            .endpoints
+            .get(call.endpoint)
+            .and_then(|e| Some((e, e.methods.get(&call.method)?)));
+        let Some((endpoint, method)) = found else {
+            // Resolved by this dispatcher: cannot happen.
+            return Err(Failure::no_such_method(&call.method));
+        };
+        let outcome = self.call(endpoint, method, &call.params, request).await;
+        let max = endpoint.limits.max_reply_bytes;
+        match outcome {
+            Err(failure) if failure.message.len() > max => Err(too_large("error message", max)),
+            outcome => outcome,
+        }
+    }
+
     async fn call(
         &self,
         endpoint: &Endpoint,
         method: &Method,
+        params: &[Val],
         request: &Request,
-    ) -> Result<Value, Failure> {
-        let params = bind_arguments(method, &request.args).map_err(Failure::type_error)?;
+    ) -> Result<JsonText, Failure> {
         let call = Arc::new(CallInfo {
             endpoint: endpoint.interface.clone(),
             method: method.name.clone(),
             context: request.context.clone(),
         });
         let results_len = usize::from(method.result.is_some());
+        let max = endpoint.limits.max_reply_bytes;
         let results = self
             .sandbox
             .call(
                 &endpoint.pre,
                 &method.index,
-                &params,
+                params,
                 results_len,
                 call,
                 endpoint.limits,
+                method.fuel.fuel,
                 &endpoint.capabilities,
             )
             .await
-            .map_err(guest_failure)?;
-        match (results.into_iter().next(), &method.result) {
-            (None, _) => Ok(Value::Null),
+            .map_err(|failure| match failure {
+                GuestFailure::ResultTooLarge => result_too_large(method, max),
+                other => guest_failure(other),
+            })?;
+        let result = match (results.into_iter().next(), &method.result) {
+            (None, _) | (Some(Val::Result(Ok(None))), Some(Type::Result(_))) => None,
             // A top-level result is oslo's return-or-raise.
-            (Some(Val::Result(Ok(v))), Some(Type::Result(_))) => {
-                Ok(v.as_deref().map_or(Value::Null, to_json))
-            }
+            (Some(Val::Result(Ok(Some(v)))), Some(Type::Result(_))) => Some(*v),
             (Some(Val::Result(Err(e))), Some(Type::Result(_))) => {
-                Err(endpoint_error(&endpoint.interface, e.as_deref()))
+                return Err(endpoint_error(&endpoint.interface, e.as_deref(), max));
             }
-            (Some(v), _) => Ok(to_json(&v)),
-        }
+            (Some(v), _) => Some(v),
+        };
+        let text = match &result {
+            None => Some("null".to_string()),
+            Some(v) => to_json_text(v, max),
+        };
+        // Past this point the result exists only as text.
+        drop(result);
+        let text = text.ok_or_else(|| result_too_large(method, max))?;
+        JsonText::new(text).map_err(|e| {
+            Failure::new(
+                TRAP_CLASS,
+                FJORD_MODULE,
+                format!("the result cannot be sent as JSON: {e}"),
+            )
+        })
     }
+}
+
+/// A request matched to its endpoint and method, its arguments converted: ready to run.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Index of the endpoint in the dispatcher.
+    endpoint: usize,
+    /// The method's oslo name.
+    method: String,
+    /// The arguments, in parameter order.
+    params: Vec<Val>,
+    /// The endpoint's `deadline_ms`.
+    pub deadline: Duration,
 }
 
 /// Matches keyword arguments to parameters by name, with Python's messages for what does not fit.
@@ -187,74 +250,63 @@ pub fn bind_arguments(method: &Method, args: &Map<String, Value>) -> Result<Vec<
 }
 
 /// `err(e)` as the caller sees it: an enum or variant case becomes the class (`not-found` is
-/// `NotFound`); anything else is an `EndpointError` carrying the value.
-fn endpoint_error(interface: &str, e: Option<&Val>) -> Failure {
+/// `NotFound`); anything else is an `EndpointError` carrying the value. A message over `max`
+/// bytes is `ReplyTooLarge`.
+fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
     let module = interface.split('@').next().unwrap_or(interface);
     let (class, message) = match e {
         Some(Val::Enum(case)) | Some(Val::Variant(case, None)) => {
-            (to_camel(case), case.replace('-', " "))
+            (to_camel(case), Some(case.replace('-', " ")))
         }
-        Some(Val::Variant(case, Some(payload))) => (to_camel(case), text(payload)),
-        Some(other) => (ENDPOINT_ERROR_CLASS.to_string(), text(other)),
-        None => (ENDPOINT_ERROR_CLASS.to_string(), "error".to_string()),
+        Some(Val::Variant(case, Some(payload))) => (to_camel(case), text(payload, max)),
+        Some(other) => (ENDPOINT_ERROR_CLASS.to_string(), text(other, max)),
+        None => (ENDPOINT_ERROR_CLASS.to_string(), Some("error".to_string())),
     };
-    Failure::new(class, module, message)
+    match message {
+        Some(message) if message.len() <= max => Failure::new(class, module, message),
+        _ => too_large("error message", max),
+    }
 }
 
-/// A value as message text: strings as they are, anything else as JSON.
-fn text(v: &Val) -> String {
+/// A value as message text: strings as they are, anything else as JSON; `None` past `max` bytes.
+fn text(v: &Val, max: usize) -> Option<String> {
     match v {
-        Val::String(s) => s.clone(),
-        other => to_json(other).to_string(),
+        Val::String(s) => (s.len() <= max).then(|| s.clone()),
+        other => to_json_text(other, max),
     }
 }
 
-/// A result or error message over `max` bytes of JSON becomes a `ReplyTooLarge` failure: the
-/// caller hears back, but the broker and the caller are spared the payload.
-fn reply_too_large(outcome: &Result<Value, Failure>, max: usize) -> Option<Failure> {
-    let (size, what) = match outcome {
-        Ok(value) => (json_len(value, max), "result"),
-        Err(failure) => (failure.message.len(), "error message"),
-    };
-    (size > max).then(|| {
-        Failure::new(
-            REPLY_TOO_LARGE_CLASS,
-            FJORD_MODULE,
-            format!("the {what} is more than the {max} bytes allowed"),
-        )
-    })
+/// `ReplyTooLarge`: the caller hears back, but the broker and the caller are spared the payload.
+fn too_large(what: &str, max: usize) -> Failure {
+    Failure::new(
+        REPLY_TOO_LARGE_CLASS,
+        FJORD_MODULE,
+        format!("the {what} is more than the {max} bytes allowed"),
+    )
 }
 
-/// The length of `value` as JSON, counting no further than just past `max`.
-fn json_len(value: &Value, max: usize) -> usize {
-    struct Counter {
-        len: usize,
-        max: usize,
+/// A result refused before it was lifted, or while it was written: over `max` bytes of JSON, or,
+/// for a type whose values cost the host more than `lift_budget::MAX_FUEL_PER_JSON_BYTE` per
+/// byte of JSON, over the memory that budget allows.
+fn result_too_large(method: &Method, max: usize) -> Failure {
+    if method.fuel.capped {
+        let message = format!(
+            "the result is more than the {max} bytes allowed, or needs more than {} bytes of host memory to read",
+            method.fuel.fuel
+        );
+        Failure::new(REPLY_TOO_LARGE_CLASS, FJORD_MODULE, message)
+    } else {
+        too_large("result", max)
     }
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.len += buf.len();
-            if self.len > self.max {
-                // Stop serializing: the answer is known.
-                return Err(std::io::Error::other("over the limit"));
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter { len: 0, max };
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.len
 }
 
 fn guest_failure(failure: GuestFailure) -> Failure {
     let class = match failure {
         GuestFailure::Deadline(_) => DEADLINE_CLASS,
         GuestFailure::Memory(_) => MEMORY_CLASS,
-        GuestFailure::Trap(_) => TRAP_CLASS,
+        GuestFailure::Trap(_) | GuestFailure::HostCallTooLarge(_) => TRAP_CLASS,
         GuestFailure::Setup(_) => SANDBOX_CLASS,
+        GuestFailure::ResultTooLarge => REPLY_TOO_LARGE_CLASS,
     };
     Failure::new(class, FJORD_MODULE, failure.to_string())
 }
@@ -262,34 +314,25 @@ fn guest_failure(failure: GuestFailure) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn replies_over_the_limit_become_reply_too_large() {
-        let small = Ok(json!({"a": [1, 2, 3]}));
-        assert!(
-            reply_too_large(&small, 17).is_none(),
-            "exactly 17 bytes of JSON"
-        );
-        let failure = reply_too_large(&small, 12).unwrap();
+    fn messages_over_the_limit_become_reply_too_large() {
+        let long = Val::String("e".repeat(100));
+        let failure = endpoint_error("fjord:x/y@1.0.0", Some(&long), 100);
+        assert_eq!(failure.class, "EndpointError");
+        assert_eq!(failure.module, "fjord:x/y");
+        let failure = endpoint_error("fjord:x/y@1.0.0", Some(&long), 99);
         assert_eq!(
             (failure.class.as_str(), failure.module.as_str()),
             ("ReplyTooLarge", "fjord")
         );
-        assert!(failure.message.contains("result") && failure.message.contains("12 bytes"));
-        let long_error = Err(Failure::new("EndpointError", "m", "e".repeat(100)));
-        assert!(reply_too_large(&long_error, 100).is_none());
-        let failure = reply_too_large(&long_error, 99).unwrap();
         assert!(
-            failure.message.contains("error message"),
+            failure.message.contains("error message") && failure.message.contains("99 bytes"),
             "{}",
             failure.message
         );
-        let big = json!(["x".repeat(1 << 20), "y".repeat(1 << 20)]);
-        assert!(json_len(&big, 10) > 10);
-        assert!(
-            json_len(&big, 10) < 2 << 20,
-            "counting stops once past the limit"
-        );
+        let list = Val::List(vec![Val::U8(1); 10]);
+        assert_eq!(text(&list, 21).as_deref(), Some("[1,1,1,1,1,1,1,1,1,1]"));
+        assert_eq!(text(&list, 20), None);
     }
 }

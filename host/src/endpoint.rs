@@ -2,6 +2,7 @@
 //! version is its WIT package version and whose methods are its functions, named in snake_case.
 
 use crate::capabilities::Capabilities;
+use crate::lift_budget::FuelBound;
 use crate::sandbox::{GuestState, Limits, Sandbox};
 use anyhow::Context as _;
 use fjord_surface::{describe_component, InterfaceDescription};
@@ -26,6 +27,8 @@ pub struct Method {
     /// The function's result type, if it returns one.
     pub result: Option<Type>,
     pub index: ComponentExportIndex,
+    /// What a call may lift from the guest: its result within the endpoint's `max_reply_kib`.
+    pub fuel: FuelBound,
 }
 
 /// One exported interface of a component, served under a namespace and version.
@@ -112,6 +115,7 @@ pub fn load(
                 Method {
                     name: m.name.clone(),
                     params,
+                    fuel: FuelBound::new(result.as_ref(), limits.max_reply_bytes),
                     result,
                     index,
                 },

@@ -1,5 +1,6 @@
 //! What the host gives every guest (`wit/endpoint`): the request context of the call and the log.
 
+use crate::guest_log;
 use crate::sandbox::GuestState;
 use serde_json::{Map, Value};
 use wasmtime::component::{HasSelf, Linker};
@@ -59,26 +60,10 @@ impl context::Host for GuestState {
 }
 
 impl log::Host for GuestState {
+    /// Logs `message` tagged with the call, within the call's share of the log
+    /// (`guest_log::CAPTURE_BYTES`): the rest is dropped and counted, for one warning at the end.
     fn log(&mut self, level: log::Level, message: String) {
-        let call = &self.call;
-        let request_id = call.request_id().unwrap_or("-");
-        let (endpoint, method) = (&call.endpoint, &call.method);
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "guest", %endpoint, %method, request_id, "{message}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "guest", %endpoint, %method, request_id, "{message}")
-            }
-            log::Level::Info => {
-                tracing::info!(target: "guest", %endpoint, %method, request_id, "{message}")
-            }
-            log::Level::Warn => {
-                tracing::warn!(target: "guest", %endpoint, %method, request_id, "{message}")
-            }
-            log::Level::Error => {
-                tracing::error!(target: "guest", %endpoint, %method, request_id, "{message}")
-            }
-        }
+        let kept = self.log.take(&message);
+        guest_log::write(&self.call, None, level, kept);
     }
 }

@@ -1,9 +1,10 @@
 //! fjord-host: serves oslo.messaging RPC targets from RabbitMQ with WebAssembly components.
 //!
-//! A request travels `server` (AMQP subscription) → `dispatch` (oslo's namespace/version/method
-//! rules) → `convert` (keyword arguments to WIT values) → `sandbox` (a fresh instance with a
-//! deadline and a memory cap) and back as an oslo reply. The wire format itself lives in
-//! `fjord-client`, shared with the client.
+//! A request travels `server` (AMQP subscription, a thin shell) → `delivery` (every rule about a
+//! message, decided without the network) → `dispatch` (oslo's namespace/version/method rules) →
+//! `convert` (keyword arguments to WIT values) → `sandbox` (a fresh instance with a deadline and a
+//! memory cap) and back as an oslo reply through `replies`. The wire format itself lives in
+//! `fjord-oslo`, shared with the client.
 
 // Nothing from the network, a file or a guest may panic the process (as in wasmCloud's host).
 #![cfg_attr(
@@ -11,16 +12,20 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod admission;
 pub mod capabilities;
 pub mod config;
 pub mod convert;
+pub mod delivery;
 pub mod dispatch;
 pub mod endpoint;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guest_api;
+pub mod guest_log;
 pub mod guest_output;
 pub mod keyvalue;
+pub mod lift_budget;
+pub mod replies;
 pub mod sandbox;
 pub mod server;
+pub mod settlement;

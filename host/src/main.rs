@@ -13,6 +13,10 @@ use fjord_host::keyvalue::Keyvalue;
 use fjord_host::server;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder};
 
 /// Serves oslo.messaging RPC targets from RabbitMQ with WebAssembly components.
 #[derive(Parser)]
@@ -23,21 +27,73 @@ struct Args {
     config: PathBuf,
 }
 
+/// Log lines queued for the log writer at most: a line is at most about
+/// `guest_log::LINE_BYTES` plus its tags, so the queue holds some 40 MiB at worst, and a few
+/// hundred KiB in ordinary use.
+const LOG_QUEUE_LINES: usize = 8192;
+/// How often the count of dropped log lines is reported.
+const DROPPED_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 fn main() -> ExitCode {
+    // Log lines go to stderr from a thread of their own: a slow stderr (a full pipe, a stalled
+    // terminal) never blocks a runtime thread. When the queue is full, lines are dropped and
+    // counted instead, and the count is logged every few seconds.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("fjord-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,lapin=warn,wasmtime=warn,cranelift=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
+    let reported = Arc::new(AtomicUsize::new(0));
+    report_dropped_lines(dropped.clone(), reported.clone());
     let args = Args::parse();
-    match run(&args) {
+    let outcome = run(&args);
+    // Writes out what is still queued (for up to a second) before the last words.
+    drop(guard);
+    let unreported = dropped
+        .dropped_lines()
+        .saturating_sub(reported.load(Ordering::SeqCst));
+    if unreported > 0 {
+        eprintln!(
+            "fjord-host: {unreported} log lines dropped (the log sink was slower than the host)"
+        );
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fjord-host: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs, every [`DROPPED_REPORT_EVERY`], how many log lines were dropped since the last report
+/// (a thread, so that it never competes with calls for the runtime). The report goes through
+/// the same queue: while the sink stays stuck it is dropped too and counted in the next one.
+fn report_dropped_lines(dropped: ErrorCounter, reported: Arc<AtomicUsize>) {
+    let spawned = std::thread::Builder::new()
+        .name("fjord-log-drops".into())
+        .spawn(move || loop {
+            std::thread::sleep(DROPPED_REPORT_EVERY);
+            let total = dropped.dropped_lines();
+            let before = reported.swap(total, Ordering::SeqCst);
+            if total > before {
+                tracing::warn!(
+                    "{} log lines dropped in the last {} s: the log sink is slower than the host ({total} in all)",
+                    total.saturating_sub(before),
+                    DROPPED_REPORT_EVERY.as_secs()
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the thread reporting dropped log lines: {e}");
     }
 }
 
@@ -65,7 +121,9 @@ async fn shutdown_signal() {
     tracing::info!("stopping gracefully; a second SIGINT or SIGTERM exits at once");
     tokio::spawn(async {
         signal().await;
-        eprintln!("fjord-host: second signal, exiting now");
+        // Through the log queue, never a blocking write: a stuck stderr must not stop the exit.
+        tracing::warn!("second signal, exiting now");
+        tokio::time::sleep(Duration::from_millis(50)).await;
         std::process::exit(130);
     });
 }

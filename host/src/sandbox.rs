@@ -5,7 +5,9 @@
 //! stdout and stderr are captured and go to the host log, tagged with endpoint, method and request id).
 
 use crate::capabilities::Capabilities;
+use crate::guest_api::fjord::endpoint::log::Level;
 use crate::guest_api::{self, CallInfo};
+use crate::guest_log::{self, LogBudget};
 use crate::guest_output::CapturedOutput;
 use crate::keyvalue::{CallKeyvalue, Keyvalue, KeyvalueView};
 use anyhow::Context as _;
@@ -17,14 +19,12 @@ use wasmtime::component::{
 };
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap, UpdateDeadline,
+    ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the ticker thread advances the epoch: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(5);
-/// Guest stdout/stderr kept per call, so a chatty guest cannot grow the host; the rest is dropped.
-const CAPTURE_BYTES: usize = 64 * 1024;
 /// How long past its deadline a call blocked in a host call (a WASI sleep...) is abandoned. Guest
 /// code itself is stopped by the epoch within one tick of the deadline.
 const HOST_CALL_GRACE: Duration = Duration::from_millis(50);
@@ -36,12 +36,9 @@ const MAX_INSTANCES: usize = 32;
 const MAX_TABLES: usize = 32;
 const MAX_MEMORIES: usize = 8;
 
-/// Calls that may run at once in one host (oslo's threading executor runs 64 too); the instance
-/// pool is sized from it.
+/// Calls that may run at once in one host by default (oslo's threading executor runs 64 too;
+/// `executor_thread_pool_size` in the config); the instance pool is sized from it.
 pub const MAX_CONCURRENT_CALLS: u32 = 64;
-/// Instance slots in the pool: twice the concurrency, so instances still being torn down never
-/// make a new call wait or fail.
-const INSTANCE_SLOTS: u32 = 2 * MAX_CONCURRENT_CALLS;
 
 /// Per-endpoint limits on one call (`deadline_ms`, `memory_mib`, `max_request_kib`,
 /// `max_reply_kib` in the config).
@@ -80,7 +77,19 @@ pub enum GuestFailure {
     /// The sandbox could not be set up (a granted directory has gone...): the host's fault.
     #[error("cannot set up the sandbox: {0}")]
     Setup(String),
+    /// The function's result is larger than its budget (see `lift_budget`): refused while it was
+    /// still in the guest's memory, before the host allocated it.
+    #[error("the result is too large to lift")]
+    ResultTooLarge,
+    /// The guest passed more data to one host call (a log message, a WASI write) than its
+    /// budget of `0` bytes: the call trapped before the host allocated it.
+    #[error("guest trapped: it passed more than {0} bytes of data to one host call")]
+    HostCallTooLarge(usize),
 }
+
+/// How wasmtime says that lifting values out of the guest ran out of hostcall fuel (its error
+/// type is private; the tests in `host/tests/all/bounds.rs` pin this text).
+pub const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Store data of one call.
 pub struct GuestState {
@@ -89,6 +98,8 @@ pub struct GuestState {
     limiter: Limiter,
     pub(crate) call: Arc<CallInfo>,
     keyvalue: CallKeyvalue,
+    /// The log import's share of the host's log in this call.
+    pub(crate) log: LogBudget,
 }
 
 impl GuestState {
@@ -162,10 +173,17 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> anyhow::Result<Self> {
+        Sandbox::for_calls(MAX_CONCURRENT_CALLS)
+    }
+
+    /// A sandbox for up to `calls` calls at once: twice as many instance slots, so instances
+    /// still being torn down never make a new call wait or fail.
+    pub fn for_calls(calls: u32) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
-        tune_for_fresh_instances(&mut config, INSTANCE_SLOTS);
+        let calls = calls.clamp(1, crate::config::MAX_IN_FLIGHT);
+        tune_for_fresh_instances(&mut config, 2 * calls);
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         spawn_ticker(&engine)?;
@@ -219,10 +237,11 @@ impl Sandbox {
         results_len: usize,
         call: Arc<CallInfo>,
         limits: Limits,
+        hostcall_fuel: usize,
         capabilities: &Capabilities,
     ) -> Result<Vec<Val>, GuestFailure> {
-        let stdout = CapturedOutput::new(CAPTURE_BYTES);
-        let stderr = CapturedOutput::new(CAPTURE_BYTES);
+        let stdout = CapturedOutput::new(guest_log::CAPTURE_BYTES);
+        let stderr = CapturedOutput::new(guest_log::CAPTURE_BYTES);
         let wasi = capabilities
             .wasi(stdout.clone(), stderr.clone())
             .map_err(|e| GuestFailure::Setup(format!("{e:#}")))?;
@@ -237,9 +256,13 @@ impl Sandbox {
                 },
                 call: call.clone(),
                 keyvalue: CallKeyvalue::new(self.keyvalue.clone(), capabilities.keyvalue.clone()),
+                log: LogBudget::default(),
             },
         );
         store.limiter(|state| &mut state.limiter);
+        // What the guest may hand the host at once: its result, or what it passes to one host
+        // call; refused before the host allocates it.
+        store.set_hostcall_fuel(hostcall_fuel);
         let deadline = Instant::now() + limits.deadline;
         store.set_epoch_deadline(1);
         // Yield to the executor at every tick so a spinning guest never starves other calls, and
@@ -265,7 +288,8 @@ impl Sandbox {
         let outcome = tokio::time::timeout(limits.deadline + HOST_CALL_GRACE, run).await;
 
         log_output(&call, "stdout", &stdout);
-        let (stderr, _) = log_output(&call, "stderr", &stderr);
+        let stderr = log_output(&call, "stderr", &stderr);
+        guest_log::warn_dropped(&call, "log", store.data().log.dropped());
         match outcome {
             Ok(Ok(results)) => Ok(results),
             Err(_elapsed) => Err(GuestFailure::Deadline(limits.deadline)),
@@ -274,12 +298,26 @@ impl Sandbox {
                     Err(GuestFailure::Memory(limits.memory_bytes))
                 } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                     Err(GuestFailure::Deadline(limits.deadline))
+                } else if fuel_exhausted(&error) {
+                    // Inside a host call the guest is on the stack (a wasm backtrace); lifting
+                    // the results happens after it returned.
+                    if error.downcast_ref::<WasmBacktrace>().is_some() {
+                        Err(GuestFailure::HostCallTooLarge(hostcall_fuel))
+                    } else {
+                        Err(GuestFailure::ResultTooLarge)
+                    }
                 } else {
                     Err(GuestFailure::Trap(trap_message(&error, &stderr)))
                 }
             }
         }
     }
+}
+
+fn fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains(FUEL_EXHAUSTED))
 }
 
 /// A trap's message, with the guest's panic message first when it printed one.
@@ -301,22 +339,17 @@ fn trap_message(error: &wasmtime::Error, stderr: &[u8]) -> String {
     }
 }
 
-/// Logs a captured stream line by line; returns what was kept and how much was dropped.
-fn log_output(call: &CallInfo, stream: &str, output: &CapturedOutput) -> (Vec<u8>, usize) {
+/// Logs a captured stream line by line; returns what was kept.
+fn log_output(call: &CallInfo, stream: &str, output: &CapturedOutput) -> Vec<u8> {
     let (bytes, dropped) = output.contents();
-    let request_id = call.request_id().unwrap_or("-");
-    for line in String::from_utf8_lossy(&bytes).lines() {
-        tracing::info!(
-            endpoint = %call.endpoint, method = %call.method, request_id, stream, "{line}"
-        );
-    }
-    if dropped > 0 {
-        tracing::warn!(
-            endpoint = %call.endpoint, method = %call.method, request_id, stream,
-            "guest output truncated: {dropped} bytes past the first {CAPTURE_BYTES} dropped"
-        );
-    }
-    (bytes, dropped)
+    guest_log::write(
+        call,
+        Some(stream),
+        Level::Info,
+        &String::from_utf8_lossy(&bytes),
+    );
+    guest_log::warn_dropped(call, stream, dropped);
+    bytes
 }
 
 /// Makes a fresh instance per call cheap: a pooling allocator with a slot per possible in-flight

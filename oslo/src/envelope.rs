@@ -83,13 +83,62 @@ pub fn decode_message(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> 
 /// assert_eq!(fjord_oslo::decode_message(&body).unwrap(), m);
 /// ```
 pub fn encode_message(inner: &Map<String, Value>) -> Vec<u8> {
-    let mut outer = Map::new();
-    outer.insert(VERSION_KEY.into(), Value::String(ENVELOPE_VERSION.into()));
-    outer.insert(
-        MESSAGE_KEY.into(),
-        Value::String(Value::Object(inner.clone()).to_string()),
+    // A map with string keys always serializes.
+    wrap(&serde_json::to_string(inner).unwrap_or_default())
+}
+
+/// The 2.0 envelope around inner message text: `{"oslo.version":"2.0","oslo.message":"<inner>"}`.
+fn wrap(inner: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(
+        inner
+            .len()
+            .saturating_add(inner.len() / 8)
+            .saturating_add(48),
     );
-    Value::Object(outer).to_string().into_bytes()
+    body.extend_from_slice(b"{\"");
+    body.extend_from_slice(VERSION_KEY.as_bytes());
+    body.extend_from_slice(b"\":\"");
+    body.extend_from_slice(ENVELOPE_VERSION.as_bytes());
+    body.extend_from_slice(b"\",\"");
+    body.extend_from_slice(MESSAGE_KEY.as_bytes());
+    body.extend_from_slice(b"\":");
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, inner);
+    body.push(b'}');
+    body
+}
+
+/// JSON text known to hold exactly one JSON value, for a reply's result written straight to
+/// text: fjord-host writes a WIT result this way, without building a JSON tree of it.
+///
+/// ```
+/// use fjord_oslo::envelope::JsonText;
+/// assert_eq!(JsonText::new("[1,2]".into()).unwrap().as_str(), "[1,2]");
+/// assert!(JsonText::new("[1,".into()).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// Checks that `text` is one JSON value (reading it without building it).
+    ///
+    /// ```
+    /// assert!(fjord_oslo::envelope::JsonText::new("1 2".into()).is_err());
+    /// ```
+    pub fn new(text: String) -> Result<JsonText, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(JsonText(text))
+    }
+
+    /// The text.
+    ///
+    /// ```
+    /// let t = fjord_oslo::envelope::JsonText::new("null".into()).unwrap();
+    /// assert_eq!(t.as_str(), "null");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// What is wrong with a readable request.
@@ -242,16 +291,20 @@ impl Request {
         let namespace = opt_str("namespace")?;
         let version = opt_str("version")?;
         let unique_id = opt_str("_unique_id")?;
+        // oslo only reads `_timeout` to pace call-monitor heartbeats and never checks its type:
+        // a request whose `_timeout` is not a number is served, without heartbeats.
         let timeout = match msg.shift_remove("_timeout") {
             Some(Value::Number(n)) => n.as_f64(),
-            None | Some(Value::Null) => None,
-            Some(_) => return Err(fail(RequestProblem::WrongType("_timeout"))),
+            _ => None,
         };
+        // The keys lose their prefix in place: a request with many context keys is not copied.
         let context = msg
             .into_iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(CONTEXT_PREFIX)
-                    .map(|key| (key.to_string(), v))
+            .filter_map(|(mut k, v)| {
+                k.starts_with(CONTEXT_PREFIX).then(|| {
+                    k.drain(..CONTEXT_PREFIX.len());
+                    (k, v)
+                })
             })
             .collect();
         Ok(Request {
@@ -338,6 +391,8 @@ pub struct Reply {
     pub msg_id: String,
     /// A fresh id for duplicate detection.
     pub unique_id: String,
+    /// The result as JSON text, for a reply made by [`Reply::ok_text`] (`result` is then null).
+    result_text: Option<JsonText>,
 }
 
 impl Reply {
@@ -353,6 +408,22 @@ impl Reply {
             ending: true,
             msg_id: msg_id.into(),
             unique_id: new_id(),
+            result_text: None,
+        }
+    }
+
+    /// A successful final reply whose result is already JSON text: it goes into the body as it
+    /// is, so a large result costs its text and the body, never a JSON tree.
+    ///
+    /// ```
+    /// use fjord_oslo::{envelope::JsonText, Reply};
+    /// let r = Reply::ok_text("m", JsonText::new("[1,2]".into()).unwrap());
+    /// assert_eq!(Reply::decode(&r.encode()).unwrap().result, serde_json::json!([1, 2]));
+    /// ```
+    pub fn ok_text(msg_id: impl Into<String>, result: JsonText) -> Reply {
+        Reply {
+            result_text: Some(result),
+            ..Reply::ok(msg_id, Value::Null)
         }
     }
 
@@ -369,6 +440,7 @@ impl Reply {
             ending: true,
             msg_id: msg_id.into(),
             unique_id: new_id(),
+            result_text: None,
         }
     }
 
@@ -384,6 +456,7 @@ impl Reply {
             ending: false,
             msg_id: msg_id.into(),
             unique_id: new_id(),
+            result_text: None,
         }
     }
 
@@ -395,7 +468,12 @@ impl Reply {
     /// ```
     pub fn to_message(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("result".into(), self.result.clone());
+        let result = match &self.result_text {
+            // Checked to be JSON when it was made.
+            Some(text) => serde_json::from_str(text.as_str()).unwrap_or(Value::Null),
+            None => self.result.clone(),
+        };
+        m.insert("result".into(), result);
         m.insert(
             "failure".into(),
             self.failure
@@ -415,7 +493,30 @@ impl Reply {
     /// assert!(!body.is_empty());
     /// ```
     pub fn encode(&self) -> Vec<u8> {
-        encode_message(&self.to_message())
+        // The inner dict of `to_message`, written as text directly: the result is not copied
+        // into a map first, and a result given as text is never parsed.
+        let written;
+        let result = match &self.result_text {
+            Some(text) => text.as_str(),
+            None => {
+                written = self.result.to_string();
+                &written
+            }
+        };
+        let failure = self.failure.as_ref().map(Failure::to_json_string);
+        let mut inner = String::with_capacity(result.len().saturating_add(160));
+        inner.push_str("{\"result\":");
+        inner.push_str(result);
+        inner.push_str(",\"failure\":");
+        inner.push_str(&Value::from(failure).to_string());
+        inner.push_str(",\"ending\":");
+        inner.push_str(if self.ending { "true" } else { "false" });
+        inner.push_str(",\"_msg_id\":");
+        inner.push_str(&Value::from(self.msg_id.as_str()).to_string());
+        inner.push_str(",\"_unique_id\":");
+        inner.push_str(&Value::from(self.unique_id.as_str()).to_string());
+        inner.push('}');
+        wrap(&inner)
     }
 
     /// Reads a reply body.
@@ -455,6 +556,7 @@ impl Reply {
             ending,
             msg_id,
             unique_id,
+            result_text: None,
         })
     }
 }
@@ -672,10 +774,6 @@ mod tests {
                 json!({"method": "m", "version": 1.0}),
                 RequestProblem::WrongType("version"),
             ),
-            (
-                json!({"method": "m", "_timeout": "x"}),
-                RequestProblem::WrongType("_timeout"),
-            ),
         ];
         for (extra, problem) in cases {
             let mut m = base.as_object().unwrap().clone();
@@ -685,6 +783,24 @@ mod tests {
             assert_eq!(err.msg_id.as_deref(), Some("id1"));
             assert_eq!(err.reply_q.as_deref(), Some("reply_q1"));
         }
+    }
+
+    #[test]
+    fn a_timeout_that_is_not_a_number_is_no_timeout() {
+        for t in [
+            json!("x"),
+            json!(true),
+            json!([1]),
+            json!({"s": 1}),
+            json!(null),
+        ] {
+            let m = json!({"method": "m", "_timeout": t});
+            let r = Request::from_message(m.as_object().unwrap().clone()).unwrap();
+            assert_eq!(r.timeout, None, "{t}");
+        }
+        let m = json!({"method": "m", "_timeout": 1e20});
+        let r = Request::from_message(m.as_object().unwrap().clone()).unwrap();
+        assert_eq!(r.timeout, Some(1e20));
     }
 
     #[test]
@@ -751,5 +867,27 @@ mod tests {
         let big = br#"{"result": 15700200000000000000000001990700125, "_msg_id": "ok"}"#;
         let reply = Reply::decode(big).unwrap();
         assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
+    }
+
+    /// `encode` writes the text itself; it must be exactly the envelope of `to_message`.
+    #[test]
+    fn reply_text_is_the_envelope_of_its_message() {
+        let text = JsonText::new(r#"{"a":[1,"\"q\""]}"#.into()).unwrap();
+        let replies = [
+            Reply::ok("m1", json!({"x": [1, 2.5, "é\n\"", null]})),
+            Reply::failed("m2", Failure::type_error("bad \"arg\"")),
+            Reply::heartbeat("m3"),
+            Reply::ok_text("m4", text),
+        ];
+        for reply in replies {
+            let body = reply.encode();
+            assert_eq!(body, encode_message(&reply.to_message()), "{reply:?}");
+            let back = Reply::decode(&body).unwrap();
+            assert_eq!(back.to_message(), reply.to_message());
+        }
+        let back =
+            Reply::decode(&Reply::ok_text("m", JsonText::new("[1,2]".into()).unwrap()).encode())
+                .unwrap();
+        assert_eq!(back.result, json!([1, 2]));
     }
 }

@@ -7,6 +7,8 @@
 //! - [`failure`]: oslo's failure JSON and [`RemoteError`].
 //! - [`topology`]: exchanges, queues and message properties exactly as oslo declares them.
 //! - [`version`]: oslo's version compatibility rule; [`names`]: WIT ↔ oslo names.
+//! - [`scan`]: a request's reply address and size, read without parsing it (for requests too
+//!   large or too deep to parse, so that their callers still hear back).
 //! - [`connection`], [`reconnect`]: connecting to one of the URL's hosts, backoff and outage logging.
 //!
 //! ```
@@ -30,6 +32,7 @@ pub mod failure;
 pub mod fuzzing;
 pub mod names;
 pub mod reconnect;
+pub mod scan;
 pub mod target;
 pub mod topology;
 pub mod url;

@@ -9,6 +9,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 
 use crate::envelope::{new_id, Reply};
+use crate::scan::MAX_SHORT_STRING;
 use crate::url::TransportOptions;
 
 /// oslo's default `control_exchange`.
@@ -26,6 +27,76 @@ pub enum PublishError {
     /// A mandatory message had no queue to go to (e.g. the reply queue is gone).
     #[error("no queue bound for routing key `{0}` (NO_ROUTE)")]
     Unroutable(String),
+    /// The exchange or routing key cannot be an AMQP name.
+    #[error(transparent)]
+    Name(#[from] NameTooLong),
+}
+
+/// A name AMQP cannot carry: exchange and queue names and routing keys are short strings, at
+/// most 255 bytes (lapin panics on a longer one, so every name is checked first).
+///
+/// ```
+/// let e = fjord_oslo::topology::short_string("queue", &"q".repeat(300)).unwrap_err();
+/// assert_eq!(e.to_string(), "queue qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq... is 300 bytes, more than the 255 an AMQP name may have");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {shown} is {len} bytes, more than the 255 an AMQP name may have")]
+pub struct NameTooLong {
+    /// What the name is for (`queue`, `exchange`, `routing key`...).
+    pub what: &'static str,
+    /// The start of the name, for messages.
+    pub shown: String,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+/// `name` as an AMQP short string, or why it cannot be one.
+///
+/// ```
+/// assert_eq!(fjord_oslo::topology::short_string("queue", "reply_1").unwrap().as_str(), "reply_1");
+/// ```
+pub fn short_string(what: &'static str, name: &str) -> Result<ShortString, NameTooLong> {
+    if name.len() > MAX_SHORT_STRING {
+        let shown: String = name.chars().take(32).collect();
+        return Err(NameTooLong {
+            what,
+            shown: format!("{shown}..."),
+            len: name.len(),
+        });
+    }
+    ShortString::try_new(name).map_err(|_| NameTooLong {
+        what,
+        shown: name.to_string(),
+        len: name.len(),
+    })
+}
+
+/// A name that is too long, as the `lapin::Error` the declaring functions return.
+fn name_error(e: NameTooLong) -> lapin::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, e).into()
+}
+
+fn name(what: &'static str, name: &str) -> Result<ShortString, lapin::Error> {
+    short_string(what, name).map_err(name_error)
+}
+
+/// Checks that every AMQP name an RPC server of `topic` and `server` on `exchange` uses fits in
+/// 255 bytes: the exchange, `<topic>`, `<topic>.<server>`, `<topic>_fanout` and
+/// `<topic>_fanout_<32 hex digits>` (so a topic has at most 215 bytes).
+///
+/// ```
+/// use fjord_oslo::topology::check_server_names;
+/// assert!(check_server_names("openstack", "compute", "host1").is_ok());
+/// let e = check_server_names("openstack", &"t".repeat(216), "s").unwrap_err();
+/// assert!(e.to_string().starts_with("fanout queue tttt"), "{e}");
+/// ```
+pub fn check_server_names(exchange: &str, topic: &str, server: &str) -> Result<(), NameTooLong> {
+    short_string("exchange", exchange)?;
+    short_string("topic", topic)?;
+    short_string("server queue", &format!("{topic}.{server}"))?;
+    short_string("fanout exchange", &fanout_exchange_name(topic))?;
+    short_string("fanout queue", &new_fanout_queue_name(topic))?;
+    Ok(())
 }
 
 /// The queues an RPC server consumes from (see [`declare_server_queues`]).
@@ -80,7 +151,7 @@ pub async fn declare_topic_exchange(
 ) -> Result<(), lapin::Error> {
     channel
         .exchange_declare(
-            ShortString::from(name),
+            self::name("exchange", name)?,
             ExchangeKind::Topic,
             ExchangeDeclareOptions {
                 durable: options.durable(),
@@ -117,7 +188,7 @@ pub async fn declare_fanout_exchange_with(
 ) -> Result<(), lapin::Error> {
     channel
         .exchange_declare(
-            ShortString::from(fanout_exchange_name(topic)),
+            name("fanout exchange", &fanout_exchange_name(topic))?,
             ExchangeKind::Fanout,
             ExchangeDeclareOptions {
                 durable: options.rabbit_transient_quorum_queue,
@@ -201,35 +272,84 @@ pub async fn declare_server_queues_named(
     options: &TransportOptions,
 ) -> Result<ServerQueues, lapin::Error> {
     declare_topic_exchange(channel, exchange, options).await?;
-    let topic_queue_options = QueueDeclareOptions {
-        durable: options.durable(),
-        auto_delete: options.amqp_auto_delete,
-        ..QueueDeclareOptions::default()
-    };
     let server_key = format!("{topic}.{server}");
-    for name in [topic, server_key.as_str()] {
-        channel
-            .queue_declare(
-                ShortString::from(name),
-                topic_queue_options,
-                topic_queue_arguments(options),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                ShortString::from(name),
-                ShortString::from(exchange),
-                ShortString::from(name),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+    for queue in [topic, server_key.as_str()] {
+        declare_and_bind_topic_queue(channel, exchange, queue, options).await?;
     }
+    declare_fanout_queue(channel, topic, fanout, options).await?;
+    Ok(ServerQueues {
+        topic: topic.to_string(),
+        server: server_key,
+        fanout: fanout.to_string(),
+    })
+}
 
-    declare_fanout_exchange_with(channel, topic, options).await?;
+/// Declares one topic queue of a server (`<topic>` or `<topic>.<server>`) and its exchange, and
+/// binds it with its own name as routing key: what a server re-subscribing one lost consumer
+/// needs (the queue may have been deleted).
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// fjord_oslo::topology::declare_topic_queue(ch, "openstack", "test.server1", &Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_topic_queue(
+    channel: &Channel,
+    exchange: &str,
+    queue: &str,
+    options: &TransportOptions,
+) -> Result<(), lapin::Error> {
+    declare_topic_exchange(channel, exchange, options).await?;
+    declare_and_bind_topic_queue(channel, exchange, queue, options).await
+}
+
+async fn declare_and_bind_topic_queue(
+    channel: &Channel,
+    exchange: &str,
+    queue: &str,
+    options: &TransportOptions,
+) -> Result<(), lapin::Error> {
+    let queue = name("queue", queue)?;
     channel
         .queue_declare(
-            ShortString::from(fanout),
+            queue.clone(),
+            QueueDeclareOptions {
+                durable: options.durable(),
+                auto_delete: options.amqp_auto_delete,
+                ..QueueDeclareOptions::default()
+            },
+            topic_queue_arguments(options),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.clone(),
+            name("exchange", exchange)?,
+            queue,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Declares a server's fanout queue `queue` and the `<topic>_fanout` exchange, and binds them.
+///
+/// ```no_run
+/// # async fn f(ch: &lapin::Channel) -> Result<(), lapin::Error> {
+/// fjord_oslo::topology::declare_fanout_queue(ch, "test", "test_fanout_0123", &Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_fanout_queue(
+    channel: &Channel,
+    topic: &str,
+    queue: &str,
+    options: &TransportOptions,
+) -> Result<(), lapin::Error> {
+    declare_fanout_exchange_with(channel, topic, options).await?;
+    let queue = name("queue", queue)?;
+    channel
+        .queue_declare(
+            queue.clone(),
             QueueDeclareOptions {
                 durable: options.rabbit_transient_quorum_queue,
                 ..QueueDeclareOptions::default()
@@ -239,19 +359,13 @@ pub async fn declare_server_queues_named(
         .await?;
     channel
         .queue_bind(
-            ShortString::from(fanout),
-            ShortString::from(fanout_exchange_name(topic)),
-            ShortString::from(topic),
+            queue,
+            name("fanout exchange", &fanout_exchange_name(topic))?,
+            name("topic", topic)?,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
-        .await?;
-
-    Ok(ServerQueues {
-        topic: topic.to_string(),
-        server: server_key,
-        fanout: fanout.to_string(),
-    })
+        .await
 }
 
 /// Declares a caller's reply queue `name` (non-durable unless transient quorum, `x-expires`).
@@ -268,7 +382,7 @@ pub async fn declare_reply_queue(
 ) -> Result<(), lapin::Error> {
     channel
         .queue_declare(
-            ShortString::from(name),
+            self::name("queue", name)?,
             QueueDeclareOptions {
                 durable: options.rabbit_transient_quorum_queue,
                 ..QueueDeclareOptions::default()
@@ -313,10 +427,12 @@ pub async fn publish(
     expiration_ms: Option<u64>,
     mandatory: bool,
 ) -> Result<(), PublishError> {
+    let exchange = short_string("exchange", exchange)?;
+    let routing_key_name = short_string("routing key", routing_key)?;
     let confirm = channel
         .basic_publish(
-            ShortString::from(exchange),
-            ShortString::from(routing_key),
+            exchange,
+            routing_key_name,
             BasicPublishOptions {
                 mandatory,
                 ..BasicPublishOptions::default()

@@ -146,8 +146,9 @@ pub struct TransportOptions {
     pub amqp_auto_delete: bool,
     /// kombu compression name; accepted for compatibility, fjord does not compress.
     pub kombu_compression: Option<String>,
-    /// `basic.qos` prefetch count for consumers; 0 = unlimited (no `basic.qos`).
-    pub rabbit_qos_prefetch_count: u16,
+    /// `basic.qos` prefetch count for consumers, when the URL sets it; 0 = unlimited (no
+    /// `basic.qos`), as in oslo. Unset, each program picks its own default (fjord-host: 64).
+    pub rabbit_qos_prefetch_count: Option<u16>,
     /// `x-expires` of fanout and reply queues, in seconds (oslo default 1800).
     pub rabbit_transient_queues_ttl: u32,
 }
@@ -165,7 +166,7 @@ impl Default for TransportOptions {
             amqp_durable_queues: false,
             amqp_auto_delete: false,
             kombu_compression: None,
-            rabbit_qos_prefetch_count: 0,
+            rabbit_qos_prefetch_count: None,
             rabbit_transient_queues_ttl: 1800,
         }
     }
@@ -198,7 +199,9 @@ impl TransportOptions {
             "amqp_durable_queues" => self.amqp_durable_queues = parse_bool(key, value)?,
             "amqp_auto_delete" => self.amqp_auto_delete = parse_bool(key, value)?,
             "kombu_compression" => self.kombu_compression = Some(value.to_string()),
-            "rabbit_qos_prefetch_count" => self.rabbit_qos_prefetch_count = parse_int(key, value)?,
+            "rabbit_qos_prefetch_count" => {
+                self.rabbit_qos_prefetch_count = Some(parse_int(key, value)?)
+            }
             "rabbit_transient_queues_ttl" => {
                 self.rabbit_transient_queues_ttl = parse_int(key, value)?
             }
@@ -626,7 +629,7 @@ mod tests {
         assert!(!o.amqp_durable_queues);
         assert!(o.durable());
         assert_eq!(o.kombu_compression.as_deref(), Some("gzip"));
-        assert_eq!(o.rabbit_qos_prefetch_count, 10);
+        assert_eq!(o.rabbit_qos_prefetch_count, Some(10));
     }
 
     #[test]

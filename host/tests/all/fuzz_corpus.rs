@@ -1,8 +1,9 @@
-//! Replays the JSON-to-WIT fuzzer's committed corpus (`fuzz/corpus/convert`) through the same
-//! check the fuzzer runs, so CI covers every input it found interesting without nightly.
+//! Replays the committed corpora of the host's fuzz targets (`fuzz/corpus/convert`,
+//! `fuzz/corpus/delivery`) through the same checks the fuzzers run, so CI covers every input they
+//! found interesting without nightly.
 
 use crate::convert::types_endpoint;
-use crate::harness::workspace;
+use crate::harness::{wasm, workspace};
 
 #[test]
 fn convert_corpus_holds() {
@@ -18,4 +19,22 @@ fn convert_corpus_holds() {
     }
     // The corpus is what the fuzzer kept after minimizing; an empty one means a broken path.
     assert!(inputs > 100, "only {inputs} inputs in {}", dir.display());
+}
+
+/// The delivery fuzzer's corpus, with the same counting allocator (installed in `main.rs`), so
+/// the tree bound is checked too.
+#[test]
+fn delivery_corpus_holds() {
+    let dispatcher = fjord_host::fuzzing::delivery_dispatcher(&wasm("types")).unwrap();
+    let dir = workspace().join("fuzz/corpus/delivery");
+    let mut inputs = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        if let Err(violation) = fjord_host::fuzzing::check_delivery(&dispatcher, &data) {
+            panic!("{}: {violation}", path.display());
+        }
+        inputs += 1;
+    }
+    assert!(inputs > 50, "only {inputs} inputs in {}", dir.display());
 }

@@ -2,10 +2,14 @@
 //! components built by `scripts/setup`. One test binary, as in wasmtime's `tests/all`.
 
 mod bench;
+mod bounds;
 mod broker;
+mod client;
 mod convert;
+mod delivery;
 mod faults;
 mod fuzz_corpus;
+mod hardening;
 mod harness;
 mod hostile;
 mod interop;
@@ -16,3 +20,7 @@ mod resilience;
 mod rpc;
 mod startup;
 mod wire;
+
+/// Counts what each thread allocates, so `delivery::tree_bound` can measure a request's cost.
+#[global_allocator]
+static ALLOCATOR: fjord_host::fuzzing::CountingAlloc = fjord_host::fuzzing::CountingAlloc;

@@ -469,7 +469,7 @@ async fn several_servers_in_one_host() {
     );
 }
 
-/// A host whose queue disappears says so once, re-declares its queues and serves again.
+/// A host whose queue disappears says so once, re-declares that queue and serves again.
 #[tokio::test]
 async fn a_deleted_queue_is_redeclared() {
     let topic = unique("rpc-deleted");
@@ -480,7 +480,7 @@ async fn a_deleted_queue_is_redeclared() {
         .unwrap();
     assert!(deleted.status.success(), "{deleted:?}");
     assert!(
-        host.wait_for("reconnected to RabbitMQ after", Duration::from_secs(20)),
+        host.wait_for("re-subscribed", Duration::from_secs(20)),
         "{}",
         host.log()
     );

@@ -2,7 +2,7 @@
 
 wit_bindgen::generate!({ world: "hostile-endpoint", path: "wit" });
 
-use exports::fjord::hostile::hostile::Guest;
+use exports::fjord::hostile::hostile::{Cell, Guest, Row};
 use std::hint::black_box;
 
 struct Hostile;
@@ -50,6 +50,32 @@ impl Guest for Hostile {
 
     fn big_error(bytes: u32) -> Result<String, String> {
         Err("e".repeat(bytes as usize))
+    }
+
+    fn big_bytes(bytes: u32) -> Vec<u8> {
+        vec![0; bytes as usize]
+    }
+
+    fn big_strings(count: u32, each: u32) -> Vec<String> {
+        let one = "s".repeat(each as usize);
+        vec![one; count as usize]
+    }
+
+    fn big_records(count: u32) -> Vec<Row> {
+        (0..count)
+            .map(|id| Row {
+                id,
+                cell: Cell { x: 0, label: None },
+                cells: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn log_flood(calls: u32, bytes: u32) {
+        let message = "l".repeat(bytes as usize);
+        for _ in 0..calls {
+            fjord_guest::log::info(&message);
+        }
     }
 
     fn sleep_ms(ms: u32) {
