@@ -130,6 +130,8 @@ def main():
     parser.add_argument("--callers", default="1,16,64")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every call count")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is kept")
+    parser.add_argument("--only-keyvalue", action="store_true",
+                        help="only the keyvalue rows (counter increment beside add)")
     opts = parser.parse_args()
     URL = opts.url
     amqp = URL.replace("rabbit://", "amqp://", 1)
@@ -140,6 +142,10 @@ def main():
     work = tempfile.mkdtemp(prefix="fjord-bench-")
     os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
     env = dict(os.environ, RUST_LOG="warn,fjord_host=info")
+    if opts.only_keyvalue:
+        keyvalue_bench(opts, work, env, run)
+        shutil.rmtree(work, ignore_errors=True)
+        return
 
     # fjord-host with three endpoints (calculator, greeter, types), each its own server.
     host_topic = f"{run}_host"
@@ -214,8 +220,99 @@ def main():
               f"{r['calls_per_s']:.0f}/s", flush=True)
     memory["after_mib"] = rss_mib(host.pid)
     stop_all()
-    shutil.rmtree(work, ignore_errors=True)
     write_report(opts.out, results, callers, startup, memory, big)
+    keyvalue_bench(opts, work, env, run)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def keyvalue_bench(opts, work, env, run):
+    """Issue 11: the counter endpoint's `increment` (an atomic wasi:keyvalue increment, durable
+    before the reply) at 1 and 16 callers, with the embedded store and with Redis, beside `add`
+    served by the same host. The embedded host is restarted for each row and stopped gracefully,
+    so that its log line `N writes in M commits` gives the fsyncs per call of that row alone.
+    Writes OUT-keyvalue.md and OUT-keyvalue.json."""
+    import re
+    fjord = os.path.join(RELEASE, "fjord")
+    counter, calculator = (os.path.join(GUESTS, w + ".wasm") for w in ("counter", "calculator"))
+    redis_prefix = f"{run}:"
+
+    def host_for(store, topic):
+        cfg = os.path.join(work, f"kv-{store}.toml")
+        section = (f'[keyvalue]\npath = "{os.path.join(work, "kv-state.redb")}"\n' if store == "embedded"
+                   else f'[keyvalue]\nurl = "redis://127.0.0.1:6379/0"\nprefix = "{redis_prefix}"\n')
+        with open(cfg, "w") as f:
+            f.write(f'transport_url = "{URL}"\n[[server]]\ntopic = "{topic}"\nserver = "bench"\n'
+                    f'endpoints = [{{ path = "{counter}", keyvalue = ["default"] }}, "{calculator}"]\n'
+                    + section)
+        log = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen([os.path.join(RELEASE, "fjord-host"), "--config", cfg], stdout=log,
+                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+        children.append(proc)
+        deadline = time.time() + 60
+        while True:
+            log.seek(0)
+            text = log.read()
+            if "fjord-host ready" in text:
+                return proc, log
+            if proc.poll() is not None or time.time() > deadline:
+                stop(proc)
+                fail(f"fjord-host ({store} keyvalue) did not start:\n{text[-3000:]}")
+            time.sleep(0.05)
+
+    def fsyncs(proc, log):
+        stop(proc)
+        log.seek(0)
+        m = re.search(r"(\d+) writes in (\d+) commits", log.read())
+        return (int(m.group(2)) / int(m.group(1))) if m and int(m.group(1)) else float("nan")
+
+    rows = []
+    for store in ["embedded", "redis"]:
+        for c in [1, 16]:
+            topic = f"{run}_kv_{store}_{c}"
+            proc, log = host_for(store, topic)
+            n = max(int((1500 if c == 1 else 8000) * opts.scale), c)
+            for method, args in [("add", ["a=2", "b=3"]), ("increment", ["name=bench", "by=1"])]:
+                cmd = [fjord, "bench", "--url", URL, "--topic", topic, "--concurrency", str(c),
+                       "--calls", str(n), method] + args
+                runs = [load(cmd, f"{method} {store} c={c}") for _ in range(opts.repeat)]
+                r = sorted(runs, key=lambda r: r["calls_per_s"])[len(runs) // 2]
+                rows.append(dict(store=store, callers=c, method=method, **r))
+                print(f"  {method:9} {store:8} c={c:<3} {r['calls_per_s']:>8.0f}/s p50 {r['p50_ms']:7.3f} ms "
+                      f"p99 {r['p99_ms']:7.3f} ms{'  errors ' + str(r['errors']) if r['errors'] else ''}",
+                      flush=True)
+            per_call = fsyncs(proc, log) if store == "embedded" else None
+            rows[-1]["fsyncs_per_call"] = per_call
+            if per_call is not None:
+                print(f"  increment embedded c={c}: {per_call:.3f} fsyncs per call (group commit)", flush=True)
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "DEL", f"{redis_prefix}default"],
+                   capture_output=True)
+
+    lines = ["| store | callers | add calls/s | increment calls/s | increment / add | increment p50 ms | "
+             "increment p99 ms | fsyncs per increment |", "|---|---|---|---|---|---|---|---|"]
+    goals = []
+    for store in ["embedded", "redis"]:
+        for c in [1, 16]:
+            add = next(r for r in rows if (r["store"], r["callers"], r["method"]) == (store, c, "add"))
+            inc = next(r for r in rows if (r["store"], r["callers"], r["method"]) == (store, c, "increment"))
+            ratio = inc["calls_per_s"] / add["calls_per_s"] if add["calls_per_s"] else float("nan")
+            f = inc.get("fsyncs_per_call")
+            lines.append(f"| {store} | {c} | {add['calls_per_s']:.0f} | {inc['calls_per_s']:.0f} | {ratio:.2f} | "
+                         f"{inc['p50_ms']:.3f} | {inc['p99_ms']:.3f} | {'-' if f is None else f'{f:.3f}'} |")
+            if c == 16:
+                goal = 0.8 if store == "embedded" else 0.7
+                goals.append((f"increment / add calls/s, 16 callers, {store}", ratio, f">= {goal}", ratio >= goal))
+    goal_lines = ["| measure | value | goal | met |", "|---|---|---|---|"]
+    goal_lines += [f"| {name} | {value:.2f} | {goal} | {'yes' if ok else 'NO'} |" for name, value, goal, ok in goals]
+    text = ("# fjord keyvalue benchmark (counter increment beside add)\n\n"
+            + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            + f", load average {os.getloadavg()[0]:.2f}\n\n" + "\n".join(lines) + "\n\n"
+            + "\n".join(goal_lines) + "\n")
+    print("\n" + text)
+    with open(opts.out + "-keyvalue.md", "w") as f:
+        f.write(text)
+    with open(opts.out + "-keyvalue.json", "w") as f:
+        json.dump({"rows": rows, "goals": [dict(name=n, value=v, goal=g, met=ok) for n, v, g, ok in goals]}, f,
+                  indent=1)
 
 
 def write_report(out, results, callers, startup, memory, big):

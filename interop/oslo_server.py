@@ -70,6 +70,41 @@ class NamespacedEndpoint:
         return a * b
 
 
+class StateEndpoint:
+    """Namespace `state`: oslo.messaging's own functional-test endpoint (TestServerEndpoint), which
+    keeps state between calls; fjord's `stateful` test component does the same through wasi:keyvalue."""
+
+    target = oslo_messaging.Target(namespace="state")
+
+    def __init__(self):
+        self._ival = 0
+        self._sval = ""
+        self._lock = threading.Lock()
+
+    def add(self, ctxt, increment):
+        with self._lock:
+            self._ival += increment
+            return self._ival
+
+    def subtract(self, ctxt, increment):
+        with self._lock:
+            if self._ival < increment:
+                raise ValueError("ival can't go negative!")
+            self._ival -= increment
+            return self._ival
+
+    def append(self, ctxt, text):
+        with self._lock:
+            self._sval += text
+            return self._sval
+
+    def ival(self, ctxt):
+        return self._ival
+
+    def sval(self, ctxt):
+        return self._sval
+
+
 def main():
     url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
         "FJORD_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
@@ -83,7 +118,7 @@ def main():
     transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
     target = oslo_messaging.Target(topic=topic, server=server)
     rpc_server = oslo_messaging.get_rpc_server(
-        transport, target, [CalcEndpoint(), NamespacedEndpoint()], executor="threading")
+        transport, target, [CalcEndpoint(), NamespacedEndpoint(), StateEndpoint()], executor="threading")
     rpc_server.start()
     with _print_lock:
         sys.stdout.write("ready\n")

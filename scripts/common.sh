@@ -3,10 +3,12 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GUEST_TARGET=wasm32-wasip2
-GUEST_PACKAGES=(calculator types greeter resourceful hostile)
+GUEST_PACKAGES=(calculator counter types greeter resourceful hostile stateful)
 BROKER_HOST=127.0.0.1
 BROKER_PORT=5672
 BROKER_WAIT_SECS="${FJORD_BROKER_WAIT_SECS:-90}"
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -62,6 +64,29 @@ ensure_broker() {
         waited=$((waited + 1))
     done
     say "RabbitMQ is up on $BROKER_HOST:$BROKER_PORT"
+}
+
+redis_answers() {
+    (exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") >/dev/null 2>&1
+}
+
+# Redis answering on 127.0.0.1:6379 (the keyvalue tests' shared store); started if it does not,
+# keeping nothing on disk.
+ensure_redis() {
+    if redis_answers; then
+        return 0
+    fi
+    command -v redis-server >/dev/null 2>&1 \
+        || die "Redis does not answer on $REDIS_HOST:$REDIS_PORT and redis-server is not installed (on Debian/Ubuntu: apt-get install redis-server)"
+    say "starting Redis on $REDIS_HOST:$REDIS_PORT"
+    redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" --save "" --appendonly no \
+        >/dev/null || die "redis-server did not start"
+    local waited=0
+    until redis_answers; do
+        [ "$waited" -ge 30 ] && die "Redis did not answer on $REDIS_HOST:$REDIS_PORT within 30s"
+        sleep 1
+        waited=$((waited + 1))
+    done
 }
 
 # Build guest components (default: all of them) into target/wasm32-wasip2/release/<name>.wasm.

@@ -6,7 +6,8 @@
 //!
 //! - [`context`]: the oslo request context of the call being served (`request_id`, user, project, any key);
 //! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros;
-//! - [`RemoteError`]: raise exactly the exception class an oslo caller expects (`fjord:endpoint/types`).
+//! - [`RemoteError`]: raise exactly the exception class an oslo caller expects (`fjord:endpoint/types`);
+//! - [`keyvalue`]: buckets of `wasi:keyvalue` (state kept between calls): open, get, set, increment...
 //!
 //! The endpoint crate runs its own `wit_bindgen::generate!` for the world that exports its interface;
 //! the imports used here are merged into the component when it is linked (no need to mention
@@ -45,6 +46,8 @@ mod bindings {
         generate_unused_types: true,
     });
 }
+
+pub mod keyvalue;
 
 use bindings::fjord::endpoint::context as ctx_import;
 
@@ -104,6 +107,7 @@ impl std::fmt::Display for RemoteError {
 }
 
 impl std::error::Error for RemoteError {}
+
 use bindings::fjord::endpoint::log as log_import;
 
 /// The oslo.messaging request context of the call being served: the caller's `ctxt` dict.

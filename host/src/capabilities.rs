@@ -2,11 +2,13 @@
 //!
 //! Denied always: sockets (TCP, UDP, name lookup), the host's stdin, stdout and stderr (guest output
 //! is captured and logged), command-line arguments, writing to any file. Granted per endpoint:
-//! read-only directories (`dirs`) and named environment variables (`env`, `inherit_env`).
+//! read-only directories (`dirs`), named environment variables (`env`, `inherit_env`) and
+//! key-value buckets (`keyvalue`, see [`crate::keyvalue`]).
 //! Clocks and random numbers are always available: they reveal nothing of the host.
 
 use crate::guest_output::CapturedOutput;
 use std::path::PathBuf;
+use std::sync::Arc;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// A host directory the guest sees, read-only, at `guest`.
@@ -22,6 +24,8 @@ pub struct Capabilities {
     pub dirs: Vec<DirGrant>,
     /// Environment variables, name and value, resolved when the config is read.
     pub env: Vec<(String, String)>,
+    /// Key-value buckets the guest may open (`wasi:keyvalue`).
+    pub keyvalue: Arc<[String]>,
 }
 
 impl Capabilities {

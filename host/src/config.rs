@@ -40,9 +40,11 @@
 //! Capabilities are all denied by default (see [`crate::capabilities`]). `dirs` grants read-only
 //! directories (`host` relative to this file; it must exist), `env` sets variables to the given
 //! values (as Spin's `environment`), `inherit_env` passes the named variables from the host's own
-//! environment (each must be set when the host starts).
+//! environment (each must be set when the host starts). `keyvalue = ["default"]` grants buckets of
+//! the `[keyvalue]` store (see [`crate::keyvalue::config`]).
 
 use crate::capabilities::{Capabilities, DirGrant};
+use crate::keyvalue::config::{KeyvalueConfig, KeyvalueTable};
 use crate::sandbox::Limits;
 use anyhow::Context as _;
 use fjord_oslo::topology::{check_server_names, short_string, DEFAULT_CONTROL_EXCHANGE};
@@ -66,6 +68,8 @@ struct RawConfig {
     kombu_missing_consumer_retry_timeout: u64,
     #[serde(default, rename = "server")]
     servers: Vec<ServerConfig>,
+    #[serde(default)]
+    keyvalue: Option<KeyvalueTable>,
 }
 
 fn default_exchange() -> String {
@@ -106,6 +110,8 @@ pub struct Config {
     /// (`kombu_missing_consumer_retry_timeout`).
     pub reply_retry: Duration,
     pub servers: Vec<ServerConfig>,
+    /// `[keyvalue]`: where granted buckets live (see [`crate::keyvalue::config`]).
+    pub keyvalue: KeyvalueConfig,
 }
 
 /// One RPC server: an oslo `Target(topic, server)` and the endpoints behind it.
@@ -151,6 +157,8 @@ struct EndpointTable {
     env: BTreeMap<String, String>,
     #[serde(default)]
     inherit_env: Vec<String>,
+    #[serde(default)]
+    keyvalue: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +212,7 @@ impl<'de> Deserialize<'de> for EndpointConfig {
                             })
                             .collect(),
                         env: table.env.into_iter().collect(),
+                        keyvalue: table.keyvalue.into(),
                     },
                     inherit_env: table.inherit_env,
                 })
@@ -271,6 +280,11 @@ impl Config {
                 endpoint.resolve(base)?;
             }
         }
+        let granted = servers
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .flat_map(|e| e.capabilities.keyvalue.iter().map(String::as_str));
+        let keyvalue = KeyvalueConfig::resolve(raw.keyvalue, base, granted)?;
         let prefetch = transport_url
             .options
             .rabbit_qos_prefetch_count
@@ -282,6 +296,7 @@ impl Config {
             prefetch,
             reply_retry: Duration::from_secs(raw.kombu_missing_consumer_retry_timeout),
             servers,
+            keyvalue,
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod guest_api;
 pub mod guest_log;
 pub mod guest_output;
+pub mod keyvalue;
 pub mod lift_budget;
 pub mod replies;
 pub mod sandbox;

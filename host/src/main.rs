@@ -9,6 +9,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use fjord_host::config::Config;
+use fjord_host::keyvalue::Keyvalue;
 use fjord_host::server;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,8 +104,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let servers = server::load(&config)?;
-        server::serve(&config, servers, shutdown_signal()).await
+        // Opened only when some endpoint is granted a bucket.
+        let keyvalue = Keyvalue::open(&config.keyvalue).await?;
+        let servers = server::load(&config, keyvalue.clone())?;
+        let served = server::serve(&config, servers, shutdown_signal()).await;
+        if let Some(keyvalue) = keyvalue {
+            keyvalue.close();
+        }
+        served
     })
 }
 

@@ -9,6 +9,7 @@ use crate::guest_api::fjord::endpoint::log::Level;
 use crate::guest_api::{self, CallInfo};
 use crate::guest_log::{self, LogBudget};
 use crate::guest_output::CapturedOutput;
+use crate::keyvalue::{CallKeyvalue, Keyvalue, KeyvalueView};
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -96,8 +97,20 @@ pub struct GuestState {
     table: ResourceTable,
     limiter: Limiter,
     pub(crate) call: Arc<CallInfo>,
+    keyvalue: CallKeyvalue,
     /// The log import's share of the host's log in this call.
     pub(crate) log: LogBudget,
+}
+
+impl GuestState {
+    /// What `wasi:keyvalue` works on: the call's grants and the resource table.
+    fn keyvalue_view(&mut self) -> KeyvalueView<'_> {
+        KeyvalueView {
+            kv: &mut self.keyvalue,
+            table: &mut self.table,
+            call: &self.call,
+        }
+    }
 }
 
 impl WasiView for GuestState {
@@ -154,6 +167,8 @@ impl ResourceLimiter for Limiter {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<GuestState>,
+    /// The host's key-value store, when some endpoint is granted a bucket.
+    keyvalue: Option<Arc<Keyvalue>>,
 }
 
 impl Sandbox {
@@ -178,7 +193,19 @@ impl Sandbox {
             .map_err(|e| anyhow::anyhow!("cannot link WASI into the sandbox: {e}"))?;
         guest_api::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link fjord's host API: {e}"))?;
-        Ok(Sandbox { engine, linker })
+        crate::keyvalue::add_to_linker(&mut linker, GuestState::keyvalue_view)
+            .map_err(|e| anyhow::anyhow!("cannot link wasi:keyvalue: {e}"))?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            keyvalue: None,
+        })
+    }
+
+    /// Gives the granted endpoints' calls this key-value store.
+    pub fn with_keyvalue(mut self, keyvalue: Option<Arc<Keyvalue>>) -> Self {
+        self.keyvalue = keyvalue;
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -228,6 +255,7 @@ impl Sandbox {
                     memory_hit: false,
                 },
                 call: call.clone(),
+                keyvalue: CallKeyvalue::new(self.keyvalue.clone(), capabilities.keyvalue.clone()),
                 log: LogBudget::default(),
             },
         );

@@ -48,8 +48,12 @@ pub struct RpcServer {
 
 /// Everything loaded from the config, before touching the network: a component that cannot be
 /// served stops the host here.
-pub fn load(config: &Config) -> anyhow::Result<Vec<RpcServer>> {
-    let sandbox = Arc::new(Sandbox::for_calls(config.in_flight)?);
+/// `keyvalue` is the store opened by [`crate::keyvalue::Keyvalue::open`] for the granted buckets.
+pub fn load(
+    config: &Config,
+    keyvalue: Option<Arc<crate::keyvalue::Keyvalue>>,
+) -> anyhow::Result<Vec<RpcServer>> {
+    let sandbox = Arc::new(Sandbox::for_calls(config.in_flight)?.with_keyvalue(keyvalue));
     let mut servers = Vec::new();
     for server in &config.servers {
         let mut endpoints = Vec::new();
