@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GUEST_TARGET=wasm32-wasip2
-GUEST_PACKAGES=(calculator types greeter resourceful hostile)
+GUEST_PACKAGES=(calculator calculator-next types greeter resourceful hostile)
 BROKER_HOST=127.0.0.1
 BROKER_PORT=5672
 BROKER_WAIT_SECS="${FJORD_BROKER_WAIT_SECS:-90}"
