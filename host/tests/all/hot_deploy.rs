@@ -41,7 +41,7 @@ async fn sixteen_callers_while_the_calculator_is_replaced_twenty_times() {
     let topic = unique("hot-deploy");
     let dir = scratch("hot-deploy");
     let calc = dir.join("calc.wasm");
-    let (old, new) = (wasm("calculator"), wasm("calculator-next"));
+    let (old, new) = (wasm("calculator"), wasm("calculator_next"));
     std::fs::copy(&old, &calc).unwrap();
     let host = Host::start(&one_server(&topic, &calc));
     let counts = Arc::new(Counts::default());
@@ -125,7 +125,7 @@ async fn watch_reloads_a_changed_component_and_a_broken_one_changes_nothing() {
     let ctx = Map::new();
     let add = || c.call::<i64>(&ctx, "add", json!({"a": 2, "b": 3}));
     assert_eq!(add().await.unwrap(), OLD);
-    deploy(&wasm("calculator-next"), &calc);
+    deploy(&wasm("calculator_next"), &calc);
     assert!(
         host.wait_for("reloaded:", Duration::from_secs(30)),
         "{}",
@@ -190,7 +190,7 @@ async fn a_reload_subscribes_added_servers_and_unsubscribes_removed_ones() {
     let two = format!(
         "{}\n[[server]]\ntopic = \"{second}\"\nserver = \"server1\"\nendpoints = [{}]\n",
         one_server(&first, &calculator),
-        path_item(&wasm("calculator-next"))
+        path_item(&wasm("calculator_next"))
     );
     std::fs::write(host.config_file(), &two).unwrap();
     host.hangup();
