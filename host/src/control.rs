@@ -71,6 +71,8 @@ pub fn resolve(request: &Request) -> Result<(), Failure> {
 }
 
 /// Runs a resolved control call for the server `server` whose endpoints are `endpoints`.
+// The failure is what the caller gets, as in the dispatcher.
+#[allow(clippy::result_large_err)]
 pub fn run(method: &str, server: &str, endpoints: &[Endpoint]) -> Result<JsonText, Failure> {
     let unavailable = || {
         Failure::new(
