@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GUEST_TARGET=wasm32-wasip2
-GUEST_PACKAGES=(calculator counter types greeter resourceful hostile stateful)
+GUEST_PACKAGES=(calculator calculator-next counter types greeter resourceful hostile stateful)
 BROKER_HOST=127.0.0.1
 BROKER_PORT=5672
 BROKER_WAIT_SECS="${FJORD_BROKER_WAIT_SECS:-90}"

@@ -5,6 +5,7 @@
 //! fjord cast --topic test --fanout stop
 //! fjord inspect target/wasm32-wasip2/release/calculator.wasm
 //! fjord bench --topic test --concurrency 16 --calls 10000 add a=2 b=3
+//! fjord new endpoint hello-world               # a ready endpoint crate in ./hello-world
 //! ```
 //!
 //! Exit codes: 0 success, 1 remote failure, 2 timeout, 3 any other error.
@@ -67,6 +68,11 @@ enum Command {
         #[arg(long)]
         size: Option<usize>,
     },
+    /// Make something new from a template: `fjord new endpoint NAME`.
+    New {
+        #[command(subcommand)]
+        what: New,
+    },
     /// Show what oslo callers can call on an endpoint component.
     Inspect {
         /// The component (.wasm).
@@ -74,6 +80,25 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum New {
+    /// A ready endpoint crate in ./NAME: WIT, Cargo.toml with fjord-guest, src/lib.rs; builds
+    /// with `cargo build --release --target wasm32-wasip2` and prints its config line.
+    Endpoint {
+        /// Lowercase words joined by '-' (the WIT package, interface and crate name).
+        name: String,
+        /// The template's language.
+        #[arg(long, default_value = "rust")]
+        lang: fjord_cli::new::Lang,
+        /// Where to make the crate's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The fjord-guest crate to depend on (default: the one this fjord was built from).
+        #[arg(long)]
+        fjord_guest: Option<PathBuf>,
     },
 }
 
@@ -116,6 +141,8 @@ struct RpcArgs {
 #[derive(serde::Deserialize)]
 struct HostConfig {
     transport_url: Option<String>,
+    /// Read by [`read_config`] into `transport_url` (relative to the config file).
+    transport_url_file: Option<PathBuf>,
     control_exchange: Option<String>,
 }
 
@@ -172,6 +199,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect { file, json } => inspect(&file, json),
+        Command::New {
+            what:
+                New::Endpoint {
+                    name,
+                    lang,
+                    dir,
+                    fjord_guest,
+                },
+        } => new_endpoint(&name, lang, &dir, fjord_guest),
         Command::Bench {
             rpc,
             concurrency,
@@ -254,7 +290,19 @@ async fn prepare(
 fn read_config(path: &Path) -> anyhow::Result<HostConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    let mut config: HostConfig =
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+    if let (None, Some(file)) = (&config.transport_url, &config.transport_url_file) {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let file = match absolute.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        };
+        let url = std::fs::read_to_string(&file)
+            .with_context(|| format!("transport_url_file: cannot read {}", file.display()))?;
+        config.transport_url = Some(url.trim().to_string());
+    }
+    Ok(config)
 }
 
 /// `name=value` pairs; a value is JSON where it parses as JSON, else a string.
@@ -307,5 +355,42 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `fjord new endpoint`: writes the crate and says how to build and serve it.
+fn new_endpoint(
+    name: &str,
+    lang: fjord_cli::new::Lang,
+    dir: &Path,
+    fjord_guest: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let guest = match fjord_guest {
+        Some(path) => path,
+        None => {
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+            if !built_from.join("Cargo.toml").is_file() {
+                bail!(
+                    "cannot find the fjord-guest crate at {}: pass --fjord-guest <path to fjord's guest-sdk>",
+                    built_from.display()
+                );
+            }
+            built_from
+        }
+    };
+    let guest = std::path::absolute(&guest).unwrap_or(guest);
+    let guest = std::fs::canonicalize(&guest).unwrap_or(guest);
+    let made = fjord_cli::new::write(lang, name, dir, &guest)?;
+    let absolute = std::path::absolute(&made).unwrap_or_else(|_| made.clone());
+    println!("made {}", made.display());
+    println!(
+        "build:  cd {} && cargo build --release --target wasm32-wasip2",
+        made.display()
+    );
+    println!(
+        "serve:  add to a [[server]]'s endpoints in your fjord-host config: {}",
+        fjord_cli::new::config_line(name, &absolute)
+    );
+    println!("call:   fjord call --topic <topic> hello name=world");
     Ok(())
 }

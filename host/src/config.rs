@@ -59,7 +59,12 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    transport_url: String,
+    #[serde(default)]
+    transport_url: Option<String>,
+    #[serde(default)]
+    transport_url_file: Option<PathBuf>,
+    #[serde(default)]
+    admin: Option<AdminTable>,
     #[serde(default = "default_exchange")]
     control_exchange: String,
     #[serde(default = "default_in_flight")]
@@ -71,6 +76,15 @@ struct RawConfig {
     #[serde(default)]
     keyvalue: Option<KeyvalueTable>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminTable {
+    listen: String,
+}
+
+/// The environment variable that, when set, gives the transport URL (over the config file's).
+pub const TRANSPORT_URL_ENV: &str = "FJORD_TRANSPORT_URL";
 
 fn default_exchange() -> String {
     DEFAULT_CONTROL_EXCHANGE.to_string()
@@ -101,6 +115,11 @@ fn default_reply_retry() -> u64 {
 #[derive(Debug)]
 pub struct Config {
     pub transport_url: TransportUrl,
+    /// Where the transport URL came from: `transport_url`, `transport_url_file <path>` or
+    /// `FJORD_TRANSPORT_URL`.
+    pub transport_from: String,
+    /// The admin listener's address (`[admin] listen`), if any.
+    pub admin: Option<std::net::SocketAddr>,
     pub control_exchange: String,
     /// Calls that may run at once in the host (`executor_thread_pool_size`).
     pub in_flight: u32,
@@ -124,6 +143,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub exchange: Option<String>,
     pub endpoints: Vec<EndpointConfig>,
+    /// Serve the built-in control endpoint (namespace `fjord.control`) on this server too.
+    #[serde(default)]
+    pub control: bool,
 }
 
 /// A component file, written as its path or as a table with per-endpoint settings.
@@ -227,18 +249,40 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base).with_context(|| format!("invalid config {}", path.display()))
+        // Relative paths in the file are relative to the file, wherever the command runs.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().unwrap_or_else(|| Path::new("."));
+        let from_env = std::env::var(TRANSPORT_URL_ENV).ok();
+        Self::parse_with(&text, base, from_env)
+            .with_context(|| format!("invalid config {}", path.display()))
     }
 
     /// Parses config text; relative endpoint paths are taken from `base`.
     pub fn parse(text: &str, base: &Path) -> anyhow::Result<Config> {
+        Self::parse_with(text, base, None)
+    }
+
+    /// Parses config text, with the transport URL from `FJORD_TRANSPORT_URL` when `from_env`
+    /// holds it (the environment wins over `transport_url` and `transport_url_file`).
+    pub fn parse_with(text: &str, base: &Path, from_env: Option<String>) -> anyhow::Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // toml's message spans several lines with the source; one line is enough here.
             anyhow::anyhow!("{}", e.to_string().replace('\n', " ").trim())
         })?;
-        let transport_url = TransportUrl::parse(&raw.transport_url)
-            .map_err(|e| anyhow::anyhow!("transport_url: {e}"))?;
+        let (url_text, transport_from) =
+            transport_url_text(raw.transport_url, raw.transport_url_file, base, from_env)?;
+        // The text may hold a password: errors about it never repeat it.
+        let transport_url =
+            TransportUrl::parse(&url_text).map_err(|e| anyhow::anyhow!("{transport_from}: {e}"))?;
+        let admin = match &raw.admin {
+            None => None,
+            Some(a) => Some(a.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "[admin] listen: {:?} is not an address and port: {e}",
+                    a.listen
+                )
+            })?),
+        };
         if !(1..=MAX_IN_FLIGHT).contains(&raw.executor_thread_pool_size) {
             anyhow::bail!(
                 "executor_thread_pool_size must be between 1 and {MAX_IN_FLIGHT}, not {}",
@@ -291,6 +335,8 @@ impl Config {
             .unwrap_or(DEFAULT_PREFETCH);
         Ok(Config {
             transport_url,
+            transport_from,
+            admin,
             control_exchange: raw.control_exchange,
             in_flight: raw.executor_thread_pool_size,
             prefetch,
@@ -298,6 +344,41 @@ impl Config {
             servers,
             keyvalue,
         })
+    }
+}
+
+/// The transport URL's text and where it came from: the environment, else `transport_url_file`
+/// (relative to the config file; surrounding whitespace trimmed), else `transport_url`.
+fn transport_url_text(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+    from_env: Option<String>,
+) -> anyhow::Result<(String, String)> {
+    if inline.is_some() && file.is_some() {
+        anyhow::bail!("transport_url and transport_url_file are both set: keep one");
+    }
+    if let Some(url) = from_env {
+        return Ok((url.trim().to_string(), TRANSPORT_URL_ENV.to_string()));
+    }
+    if let Some(file) = file {
+        let file = if file.is_relative() {
+            base.join(file)
+        } else {
+            file
+        };
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("transport_url_file: cannot read {}", file.display()))?;
+        return Ok((
+            text.trim().to_string(),
+            format!("transport_url_file {}", file.display()),
+        ));
+    }
+    match inline {
+        Some(url) => Ok((url, "transport_url".to_string())),
+        None => anyhow::bail!(
+            "no transport_url: set transport_url or transport_url_file, or {TRANSPORT_URL_ENV} in the environment"
+        ),
     }
 }
 
@@ -599,5 +680,72 @@ mod tests {
         for text in [deadline, env, endpoint] {
             assert_eq!(text.lines().count(), 1, "one line: {text}");
         }
+    }
+
+    #[test]
+    fn the_transport_url_from_the_environment_or_a_file() {
+        let servers = "[[server]]\ntopic='t'\nserver='s'\nendpoints=['a.wasm']\n";
+        let dir = std::env::temp_dir().join(format!("fjord-url-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("url"), "  rabbit://u:secret@h:1/\n").unwrap();
+        let c = Config::parse(&format!("transport_url_file = 'url'\n{servers}"), &dir).unwrap();
+        assert_eq!(c.transport_url.masked(), "rabbit://u:****@h:1/");
+        assert!(c.transport_from.starts_with("transport_url_file"));
+        let env = Some("rabbit://e:x@envhost:2/".to_string());
+        let c = Config::parse_with(
+            &format!("transport_url_file = 'url'\n{servers}"),
+            &dir,
+            env.clone(),
+        )
+        .unwrap();
+        assert_eq!(c.transport_url.masked(), "rabbit://e:****@envhost:2/");
+        assert_eq!(c.transport_from, TRANSPORT_URL_ENV);
+        let c = Config::parse_with(servers, &dir, env).unwrap();
+        assert_eq!(c.transport_from, TRANSPORT_URL_ENV);
+        let err = |text: &str| format!("{:#}", Config::parse(text, &dir).unwrap_err());
+        let both = err(&format!(
+            "transport_url = 'rabbit://'\ntransport_url_file = 'url'\n{servers}"
+        ));
+        assert!(both.contains("both"), "{both}");
+        let missing = err(&format!("transport_url_file = 'nope'\n{servers}"));
+        assert!(
+            missing.contains("transport_url_file") && missing.contains("nope"),
+            "{missing}"
+        );
+        let none = err(servers);
+        assert!(none.contains(TRANSPORT_URL_ENV), "{none}");
+        // A URL that does not parse is named by where it came from, never repeated.
+        std::fs::write(dir.join("bad"), "http://u:secret@h/").unwrap();
+        let bad = err(&format!("transport_url_file = 'bad'\n{servers}"));
+        assert!(
+            bad.contains("transport_url_file") && !bad.contains("secret"),
+            "{bad}"
+        );
+        for text in [both, missing, none, bad] {
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn admin_and_control() {
+        let c = Config::parse(
+            "transport_url = 'rabbit://'\n[admin]\nlisten = '127.0.0.1:9464'\n[[server]]\ntopic='t'\nserver='s'\ncontrol = true\nendpoints=['a.wasm']\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.admin, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(c.servers[0].control);
+        let c = one_endpoint("'a.wasm'").unwrap();
+        assert_eq!(c.admin, None);
+        assert!(!c.servers[0].control);
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                "transport_url = 'rabbit://'\n[admin]\nlisten = 'localhost'\n[[server]]\ntopic='t'\nserver='s'\nendpoints=['a.wasm']\n",
+                Path::new("."),
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("[admin] listen"), "{e}");
     }
 }

@@ -36,7 +36,12 @@ pub struct Dispatcher {
     sandbox: Arc<Sandbox>,
     endpoints: Vec<Endpoint>,
     max_request_bytes: usize,
+    /// `topic.server` when the server also serves the control endpoint (`control = true`).
+    control: Option<String>,
 }
+
+/// The endpoint index a resolved call of the built-in control endpoint carries.
+const CONTROL_ENDPOINT: usize = usize::MAX;
 
 impl Dispatcher {
     pub fn new(sandbox: Arc<Sandbox>, endpoints: Vec<Endpoint>) -> Self {
@@ -49,11 +54,28 @@ impl Dispatcher {
             sandbox,
             endpoints,
             max_request_bytes,
+            control: None,
         }
+    }
+
+    /// Serves the built-in control endpoint ([`crate::control`]) too, for server `name`.
+    pub fn with_control(mut self, name: String) -> Self {
+        self.control = Some(name);
+        self
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// The interface name of the endpoint a resolved call runs in (for metrics).
+    pub fn interface(&self, call: &Resolved) -> Option<&str> {
+        if call.endpoint == CONTROL_ENDPOINT {
+            return Some(crate::control::NAMESPACE);
+        }
+        self.endpoints
+            .get(call.endpoint)
+            .map(|e| e.interface.as_str())
     }
 
     /// The largest request any endpoint accepts: a body above it is not even parsed.
@@ -75,6 +97,15 @@ impl Dispatcher {
     // The failure is what the caller gets; boxing it would only move the allocation.
     #[allow(clippy::result_large_err)]
     pub fn resolve(&self, request: &Request, body_len: usize) -> Result<Resolved, Failure> {
+        if self.control.is_some() && crate::control::is_for_control(request) {
+            crate::control::resolve(request)?;
+            return Ok(Resolved {
+                endpoint: CONTROL_ENDPOINT,
+                method: request.method.clone(),
+                params: Vec::new(),
+                deadline: Duration::from_secs(10),
+            });
+        }
         let version = request.version.as_deref().unwrap_or("1.0");
         let mut found_compatible = false;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
@@ -125,6 +156,9 @@ impl Dispatcher {
     /// Runs a resolved call in a fresh sandbox; a result or error message over the endpoint's
     /// `max_reply_kib` becomes `ReplyTooLarge`.
     pub async fn run(&self, call: &Resolved, request: &Request) -> Result<JsonText, Failure> {
+        if let (CONTROL_ENDPOINT, Some(server)) = (call.endpoint, &self.control) {
+            return crate::control::run(&call.method, server, &self.endpoints);
+        }
         let found = self
             .endpoints
             .get(call.endpoint)

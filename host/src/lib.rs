@@ -12,8 +12,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod capabilities;
+pub mod check;
 pub mod config;
+pub mod control;
 pub mod convert;
 pub mod delivery;
 pub mod dispatch;
@@ -23,8 +26,11 @@ pub mod fuzzing;
 pub mod guest_api;
 pub mod guest_log;
 pub mod guest_output;
+pub mod health;
 pub mod keyvalue;
 pub mod lift_budget;
+pub mod metrics;
+pub mod reload;
 pub mod replies;
 pub mod sandbox;
 pub mod server;

@@ -170,6 +170,7 @@ impl Replier {
 
     fn retry_later(&self, reply_q: String, msg_id: String, body: Vec<u8>, error: String) {
         if self.window.is_zero() || error.ends_with("(not retried)") {
+            crate::metrics::get().reply_drops.inc();
             tracing::warn!("dropping the reply to {msg_id} on {reply_q}: {error}");
             return;
         }
@@ -179,6 +180,7 @@ impl Replier {
         if state.held >= RETRY_QUEUE_LEN || bytes > RETRY_QUEUE_BYTES {
             let held = state.held;
             drop(state);
+            crate::metrics::get().reply_drops.inc();
             tracing::warn!(
                 "dropping the reply to {msg_id} on {reply_q}: {error}; the retry budget is full \
                  ({held} replies wait)"
@@ -283,6 +285,7 @@ async fn retry_loop(me: Arc<Replier>) {
                 }
             };
             if let Some(e) = give_up {
+                crate::metrics::get().reply_drops.inc();
                 tracing::warn!(
                     "dropping the reply to {} on {} after {:.1} s: {e}",
                     p.msg_id,

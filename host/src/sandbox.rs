@@ -127,6 +127,8 @@ impl WasiView for GuestState {
 struct Limiter {
     memory_bytes: usize,
     memory_hit: bool,
+    /// The largest memory granted, for `fjord_guest_memory_peak_bytes`.
+    peak: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -140,6 +142,7 @@ impl ResourceLimiter for Limiter {
             self.memory_hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -253,6 +256,7 @@ impl Sandbox {
                 limiter: Limiter {
                     memory_bytes: limits.memory_bytes,
                     memory_hit: false,
+                    peak: 0,
                 },
                 call: call.clone(),
                 keyvalue: CallKeyvalue::new(self.keyvalue.clone(), capabilities.keyvalue.clone()),
@@ -276,7 +280,11 @@ impl Sandbox {
         });
 
         let run = async {
+            let started = Instant::now();
             let instance = pre.instantiate_async(&mut store).await?;
+            crate::metrics::get()
+                .instantiate
+                .observe(started.elapsed().as_secs_f64());
             let func = instance
                 .get_func(&mut store, func)
                 .ok_or_else(|| wasmtime::format_err!("the export is not a function"))?;
@@ -290,6 +298,7 @@ impl Sandbox {
         log_output(&call, "stdout", &stdout);
         let stderr = log_output(&call, "stderr", &stderr);
         guest_log::warn_dropped(&call, "log", store.data().log.dropped());
+        crate::metrics::get().memory_peak(&call.endpoint, store.data().limiter.peak);
         match outcome {
             Ok(Ok(results)) => Ok(results),
             Err(_elapsed) => Err(GuestFailure::Deadline(limits.deadline)),

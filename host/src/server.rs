@@ -14,7 +14,9 @@ use crate::endpoint;
 use crate::replies::{open_reply_channel, Replier};
 use crate::sandbox::Sandbox;
 use crate::settlement::Settlement;
+use crate::{health, metrics};
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use fjord_oslo::connection::{connect, reconnect};
 use fjord_oslo::envelope::Reply;
 use fjord_oslo::failure::Failure;
@@ -34,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// The failure a caller gets when the host itself failed (a panic) while running its call.
 pub const INTERNAL_CLASS: &str = "InternalError";
@@ -46,6 +49,18 @@ pub struct RpcServer {
     pub dispatcher: Arc<Dispatcher>,
 }
 
+impl RpcServer {
+    /// What identifies a server across reloads: its exchange, topic and server name.
+    pub fn key(&self) -> (&str, &str, &str) {
+        (&self.exchange, &self.topic, &self.server)
+    }
+
+    /// `topic.server`, as in logs and metrics.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.topic, self.server)
+    }
+}
+
 /// Everything loaded from the config, before touching the network: a component that cannot be
 /// served stops the host here.
 /// `keyvalue` is the store opened by [`crate::keyvalue::Keyvalue::open`] for the granted buckets.
@@ -54,12 +69,17 @@ pub fn load(
     keyvalue: Option<Arc<crate::keyvalue::Keyvalue>>,
 ) -> anyhow::Result<Vec<RpcServer>> {
     let sandbox = Arc::new(Sandbox::for_calls(config.in_flight)?.with_keyvalue(keyvalue));
+    load_with(&sandbox, config)
+}
+
+/// [`load`] with a sandbox that already exists (a reload compiles into the running engine).
+pub fn load_with(sandbox: &Arc<Sandbox>, config: &Config) -> anyhow::Result<Vec<RpcServer>> {
     let mut servers = Vec::new();
     for server in &config.servers {
         let mut endpoints = Vec::new();
         for e in &server.endpoints {
             let capabilities = Arc::new(e.capabilities.clone());
-            let loaded = endpoint::load(&sandbox, &e.path, e.namespace.as_deref(), e.limits)?;
+            let loaded = endpoint::load(sandbox, &e.path, e.namespace.as_deref(), e.limits)?;
             endpoints.extend(loaded.into_iter().map(|mut endpoint| {
                 endpoint.capabilities = capabilities.clone();
                 endpoint
@@ -83,7 +103,14 @@ pub fn load(
                 .exchange
                 .clone()
                 .unwrap_or_else(|| config.control_exchange.clone()),
-            dispatcher: Arc::new(Dispatcher::new(sandbox.clone(), endpoints)),
+            dispatcher: Arc::new({
+                let dispatcher = Dispatcher::new(sandbox.clone(), endpoints);
+                if server.control {
+                    dispatcher.with_control(format!("{}.{}", server.topic, server.server))
+                } else {
+                    dispatcher
+                }
+            }),
         });
     }
     Ok(servers)
@@ -123,6 +150,31 @@ struct Subscription {
     fanout: String,
 }
 
+impl Subscription {
+    fn new(server: RpcServer, replier: &Arc<Replier>, in_flight: &Arc<Semaphore>) -> Self {
+        Subscription {
+            listener: Arc::new(Listener {
+                name: server.name(),
+                dispatcher: ArcSwap::new(server.dispatcher.clone()),
+                replier: replier.clone(),
+                in_flight: in_flight.clone(),
+                duplicates: Duplicates::default(),
+            }),
+            fanout: topology::new_fanout_queue_name(&server.topic),
+            server,
+        }
+    }
+}
+
+/// The queues of one server in a session, and their supervisors.
+struct Served {
+    key: (String, String, String),
+    /// Index into [`SessionShared::consumers`] and name of each queue.
+    queues: Vec<(usize, Arc<str>)>,
+    supervisors: Vec<JoinHandle<()>>,
+    fanout: String,
+}
+
 /// What the supervisors of one session share.
 struct SessionShared {
     connection: Arc<Connection>,
@@ -138,9 +190,8 @@ struct SessionShared {
 /// One connection with every server's queues declared and consumed.
 struct Session {
     shared: Arc<SessionShared>,
-    supervisors: Vec<JoinHandle<()>>,
-    /// The fanout queues, deleted on a graceful stop.
-    fanouts: Vec<String>,
+    /// Per server, its queues (the fanout queues are deleted on a graceful stop).
+    served: Vec<Served>,
     lost: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
@@ -177,92 +228,162 @@ impl Session {
             .await
             .context("cannot open the reply channel")?;
         let (lost_tx, lost) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let options = &config.transport_url.options;
-        let mut specs = Vec::new();
-        let mut fanouts = Vec::new();
-        let declaring = connection
+        let shared = Arc::new(SessionShared {
+            connection: connection.clone(),
+            options: config.transport_url.options.clone(),
+            prefetch: config.prefetch,
+            stopping: AtomicBool::new(false),
+            consumers: Mutex::new(Vec::new()),
+            lost: lost_tx,
+        });
+        let mut session = Session {
+            shared,
+            served: Vec::new(),
+            lost,
+        };
+        for sub in subscriptions {
+            session.add(sub, quiet).await?;
+        }
+        replier.connect(Some(connection.clone()), Some(reply_channel));
+        health::get().connected();
+        Ok(session)
+    }
+
+    /// Declares and consumes one server's queues in this session.
+    async fn add(&mut self, sub: &Subscription, quiet: bool) -> anyhow::Result<()> {
+        let shared = &self.shared;
+        let server = &sub.server;
+        let declaring = shared
+            .connection
             .create_channel()
             .await
             .context("cannot open a channel")?;
-        for sub in subscriptions {
-            let server = &sub.server;
-            let queues = topology::declare_server_queues_named(
-                &declaring,
-                &server.exchange,
-                &server.topic,
-                &server.server,
-                &sub.fanout,
-                options,
+        let queues = topology::declare_server_queues_named(
+            &declaring,
+            &server.exchange,
+            &server.topic,
+            &server.server,
+            &sub.fanout,
+            &shared.options,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot declare exchange {} and the queues of {}.{}",
+                server.exchange, server.topic, server.server
             )
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot declare exchange {} and the queues of {}.{}",
-                    server.exchange, server.topic, server.server
-                )
-            })?;
-            let topic = QueueKind::Topic {
-                exchange: server.exchange.clone(),
-            };
-            for (name, kind) in [
-                (&queues.topic, topic.clone()),
-                (&queues.server, topic),
-                (
-                    &queues.fanout,
-                    QueueKind::Fanout {
-                        topic: server.topic.clone(),
-                    },
-                ),
-            ] {
-                specs.push(QueueSpec {
-                    name: Arc::from(name.as_str()),
-                    kind,
-                    listener: sub.listener.clone(),
-                });
-            }
-            if !quiet {
-                tracing::info!(
-                    topic = %server.topic, server = %server.server, exchange = %server.exchange,
-                    "consuming {}, {}, {}", queues.topic, queues.server, queues.fanout
-                );
-            }
-            fanouts.push(queues.fanout);
-        }
+        })?;
         let _ = declaring.close(200, "declared".into()).await;
-        let shared = Arc::new(SessionShared {
-            connection: connection.clone(),
-            options: options.clone(),
-            prefetch: config.prefetch,
-            stopping: AtomicBool::new(false),
-            consumers: Mutex::new(vec![None; specs.len()]),
-            lost: lost_tx,
-        });
-        let mut supervisors = Vec::new();
-        for (index, spec) in specs.into_iter().enumerate() {
+        let topic = QueueKind::Topic {
+            exchange: server.exchange.clone(),
+        };
+        let mut served = Served {
+            key: (
+                server.exchange.clone(),
+                server.topic.clone(),
+                server.server.clone(),
+            ),
+            queues: Vec::new(),
+            supervisors: Vec::new(),
+            fanout: queues.fanout.clone(),
+        };
+        for (name, kind) in [
+            (&queues.topic, topic.clone()),
+            (&queues.server, topic),
+            (
+                &queues.fanout,
+                QueueKind::Fanout {
+                    topic: server.topic.clone(),
+                },
+            ),
+        ] {
+            let spec = QueueSpec {
+                name: Arc::from(name.as_str()),
+                kind,
+                listener: sub.listener.clone(),
+            };
+            let index = {
+                let mut consumers = shared
+                    .consumers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                consumers.push(None);
+                consumers.len().saturating_sub(1)
+            };
             let consumer = shared
                 .consume(index, &spec.name)
                 .await
                 .with_context(|| format!("cannot consume from queue {}", spec.name))?;
-            supervisors.push(tokio::spawn(supervise(
+            health::get().consumer_up(&spec.name);
+            served.queues.push((index, spec.name.clone()));
+            served.supervisors.push(tokio::spawn(supervise(
                 shared.clone(),
                 index,
                 spec,
                 consumer,
             )));
         }
-        replier.connect(Some(connection.clone()), Some(reply_channel));
-        Ok(Session {
-            shared,
-            supervisors,
-            fanouts,
-            lost,
-        })
+        if !quiet {
+            tracing::info!(
+                topic = %server.topic, server = %server.server, exchange = %server.exchange,
+                "consuming {}, {}, {}", queues.topic, queues.server, queues.fanout
+            );
+        }
+        self.served.push(served);
+        Ok(())
+    }
+
+    /// Stops consuming one server's queues (it was removed from the config); its calls in
+    /// flight finish and are answered. Its fanout queue is deleted, as on a graceful stop.
+    async fn remove(&mut self, key: &(String, String, String)) {
+        let Some(at) = self.served.iter().position(|s| &s.key == key) else {
+            return;
+        };
+        let served = self.served.remove(at);
+        for supervisor in &served.supervisors {
+            supervisor.abort();
+        }
+        let mut channels = Vec::new();
+        for (index, queue) in &served.queues {
+            health::get().forget(queue);
+            let slot = self
+                .shared
+                .consumers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(*index)
+                .and_then(Option::take);
+            if let Some((channel, tag)) = slot {
+                cancel(&channel, &tag).await;
+                channels.push(channel);
+            }
+        }
+        if let Ok(channel) = self.shared.connection.create_channel().await {
+            let queue = served.fanout.as_str();
+            if let Err(e) = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await
+            {
+                tracing::warn!("cannot delete fanout queue {queue}: {e}");
+            }
+            let _ = channel.close(200, "deleted".into()).await;
+        }
+        // Messages taken before the cancel are still acked on these channels: close them only
+        // once such calls are surely settled.
+        tokio::spawn(async move {
+            tokio::time::sleep(DRAIN_LIMIT).await;
+            for channel in channels {
+                if channel.status().connected() {
+                    let _ = channel.close(200, "server removed".into()).await;
+                }
+            }
+        });
     }
 
     /// Stops re-subscribing this session's consumers (it is lost, or the host is stopping).
     fn abandon(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        for supervisor in &self.supervisors {
+        for supervisor in self.served.iter().flat_map(|s| &s.supervisors) {
             supervisor.abort();
         }
     }
@@ -280,13 +401,18 @@ impl Session {
             .cloned()
             .collect();
         for (channel, tag) in consumers {
-            let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
-            match tokio::time::timeout(Duration::from_secs(2), cancel).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!("cannot cancel consumer {tag}: {e}"),
-                Err(_) => tracing::debug!("cannot cancel consumer {tag}: no answer"),
-            }
+            cancel(&channel, &tag).await;
         }
+    }
+}
+
+/// Cancels one consumer: the broker sends it nothing more.
+async fn cancel(channel: &Channel, tag: &str) {
+    let cancel = channel.basic_cancel(tag.into(), BasicCancelOptions::default());
+    match tokio::time::timeout(Duration::from_secs(2), cancel).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("cannot cancel consumer {tag}: {e}"),
+        Err(_) => tracing::debug!("cannot cancel consumer {tag}: no answer"),
     }
 }
 
@@ -370,6 +496,7 @@ async fn supervise(
             return;
         }
         let queue = &spec.name;
+        health::get().consumer_down(queue, &why);
         if !shared.connection.status().connected() {
             let _ = shared
                 .lost
@@ -392,6 +519,7 @@ async fn supervise(
                 }
             }
         };
+        health::get().consumer_up(queue);
         tracing::warn!("consumer of queue {queue} stopped ({why}); re-subscribed");
     }
 }
@@ -403,6 +531,24 @@ pub async fn serve(
     servers: Vec<RpcServer>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let (_keep, reloads) = tokio::sync::mpsc::unbounded_channel();
+    serve_with(config, servers, shutdown, reloads).await
+}
+
+/// A new set of servers to serve, loaded off the serving path (see [`crate::reload`]).
+pub struct Reloaded {
+    pub servers: Vec<RpcServer>,
+}
+
+/// [`serve`], and whenever `reloads` brings a new set of servers: a server already served gets
+/// the new endpoints (calls running finish on the old ones), a new server is subscribed, a server
+/// no longer configured is unsubscribed.
+pub async fn serve_with(
+    config: &Config,
+    servers: Vec<RpcServer>,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<Reloaded>,
+) -> anyhow::Result<()> {
     let calls = usize::try_from(config.in_flight).unwrap_or(usize::MAX);
     let in_flight = Arc::new(Semaphore::new(calls));
     let replier = Replier::start(calls, config.reply_retry);
@@ -412,18 +558,9 @@ pub async fn serve(
              {calls} in-flight slots are buffered in the host without bound"
         );
     }
-    let subscriptions: Vec<Subscription> = servers
+    let mut subscriptions: Vec<Subscription> = servers
         .into_iter()
-        .map(|server| Subscription {
-            listener: Arc::new(Listener {
-                dispatcher: server.dispatcher.clone(),
-                replier: replier.clone(),
-                in_flight: in_flight.clone(),
-                duplicates: Duplicates::default(),
-            }),
-            fanout: topology::new_fanout_queue_name(&server.topic),
-            server,
-        })
+        .map(|server| Subscription::new(server, &replier, &in_flight))
         .collect();
 
     // At start-up an unreachable broker is a configuration error: fail loudly.
@@ -436,8 +573,13 @@ pub async fn serve(
     loop {
         let why = tokio::select! {
             () = &mut shutdown => break,
+            Some(reloaded) = reloads.recv() => {
+                apply(reloaded, &mut subscriptions, &mut session, &replier, &in_flight).await;
+                continue;
+            }
             why = session.lost.recv() => why.unwrap_or_else(|| "all consumers stopped".into()),
         };
+        health::get().disconnected(&why);
         outage.begin(&why, "fjord-host");
         replier.connect(None, None);
         session.abandon();
@@ -457,6 +599,7 @@ pub async fn serve(
             }
         };
         backoff.reset();
+        metrics::get().reconnects.inc();
         outage.end("fjord-host");
     }
 
@@ -481,7 +624,7 @@ pub async fn serve(
         .await;
     // The fanout queues are ours alone: delete them, as oslo does on an orderly stop.
     if let Ok(channel) = session.shared.connection.create_channel().await {
-        for queue in &session.fanouts {
+        for queue in session.served.iter().map(|s| &s.fanout) {
             if let Err(e) = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
@@ -493,6 +636,56 @@ pub async fn serve(
     close(&session.shared.connection).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves a reloaded set of servers in the running session.
+async fn apply(
+    reloaded: Reloaded,
+    subscriptions: &mut Vec<Subscription>,
+    session: &mut Session,
+    replier: &Arc<Replier>,
+    in_flight: &Arc<Semaphore>,
+) {
+    let owned = |k: (&str, &str, &str)| (k.0.to_string(), k.1.to_string(), k.2.to_string());
+    let wanted: Vec<_> = reloaded.servers.iter().map(|s| owned(s.key())).collect();
+    let (mut kept, mut added, mut removed) = (0, 0, 0);
+    for server in reloaded.servers {
+        if let Some(sub) = subscriptions
+            .iter_mut()
+            .find(|s| s.server.key() == server.key())
+        {
+            // From here new messages resolve against the new endpoints; a call already
+            // running holds the old dispatcher until it ends.
+            sub.listener.dispatcher.store(server.dispatcher.clone());
+            sub.server.dispatcher = server.dispatcher;
+            kept += 1;
+            continue;
+        }
+        let sub = Subscription::new(server, replier, in_flight);
+        if let Err(e) = session.add(&sub, false).await {
+            // Served from the next session on: rebuild it now.
+            let _ = session.shared.lost.send(format!(
+                "cannot subscribe the new server {}: {e:#}",
+                sub.server.name()
+            ));
+        }
+        subscriptions.push(sub);
+        added += 1;
+    }
+    let mut gone = Vec::new();
+    subscriptions.retain(|s| {
+        let keep = wanted.contains(&owned(s.server.key()));
+        if !keep {
+            gone.push(owned(s.server.key()));
+        }
+        keep
+    });
+    for key in &gone {
+        session.remove(key).await;
+        tracing::info!("no longer serving {}.{}", key.1, key.2);
+        removed += 1;
+    }
+    tracing::info!("reloaded: {kept} servers updated, {added} added, {removed} removed");
 }
 
 async fn close(connection: &Connection) {
@@ -529,7 +722,10 @@ impl Drop for AbortOnDrop {
 
 /// The consumers of one server (its topic, server and fanout queues) share this.
 struct Listener {
-    dispatcher: Arc<Dispatcher>,
+    /// `topic.server`, for metrics.
+    name: String,
+    /// Swapped by a reload; each message takes the one current when it arrives.
+    dispatcher: ArcSwap<Dispatcher>,
     replier: Arc<Replier>,
     in_flight: Arc<Semaphore>,
     duplicates: Duplicates,
@@ -568,8 +764,11 @@ impl Listener {
             ..
         } = delivery;
         let settlement = Settlement::new(acker, queue.clone());
+        // The endpoints current when the message arrives serve it to the end, whatever a
+        // reload swaps in meanwhile.
+        let dispatcher = self.dispatcher.load_full();
         let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            deliver(&properties, &data, &self.dispatcher, &self.duplicates)
+            deliver(&properties, &data, &dispatcher, &self.duplicates)
         }));
         // The request tree holds what is needed from here on.
         drop(data);
@@ -578,10 +777,12 @@ impl Listener {
         });
         match verdict {
             Verdict::Reject { reason } => {
+                metrics::get().rejected(&self.name, "unanswerable");
                 tracing::warn!("rejecting an unreadable message from {queue}: {reason}");
                 settlement.reject().await;
             }
             Verdict::Drop { reason, loudness } => {
+                metrics::get().rejected(&self.name, "dropped");
                 settlement.ack().await;
                 log(loudness, &queue, &reason);
             }
@@ -591,6 +792,7 @@ impl Listener {
                 reason,
                 loudness,
             } => {
+                metrics::get().rejected(&self.name, &failure.class);
                 settlement.ack().await;
                 log(loudness, &queue, &reason);
                 let reply = Reply::failed(to.msg_id.clone(), *failure);
@@ -600,65 +802,97 @@ impl Listener {
                 }
             }
             Verdict::Run(call) => {
-                let call = *call;
-                let method = &call.request.method;
-                if let Some(note) = &call.note {
-                    tracing::warn!(method = %method, "a call on {queue}: {note}");
-                }
-                // oslo's call monitor: tell a caller that asked for it (`_timeout`) that the
-                // call is still alive.
-                let _heartbeat = match (&call.to, call.heartbeat) {
-                    (Some(to), Some(every)) => {
-                        let (replier, to) = (self.replier.clone(), to.clone());
-                        Some(AbortOnDrop(tokio::spawn(async move {
-                            let mut tick = tokio::time::interval(every);
-                            tick.tick().await;
-                            loop {
-                                tick.tick().await;
-                                replier.heartbeat(&to).await;
-                            }
-                        })))
-                    }
-                    _ => None,
+                let context = &call.request.context;
+                let id = |key: &str| {
+                    context
+                        .get(key)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("-")
+                        .to_string()
                 };
-                // The ack runs alongside the call instead of before it (waiting for lapin to
-                // write it out costs a thread hand-off per message); the reply still goes out
-                // only once it is acked.
-                let run = AssertUnwindSafe(self.dispatcher.run(&call.resolved, &call.request))
-                    .catch_unwind();
-                let ((), outcome) = tokio::join!(settlement.ack(), run);
-                drop(_heartbeat);
-                let outcome = match outcome {
-                    Ok(outcome) => outcome,
-                    Err(panic) => {
-                        let text = panic_text(&*panic);
-                        tracing::error!(method = %method, "the host panicked running a call: {text}");
-                        Err(Failure::new(
-                            INTERNAL_CLASS,
-                            FJORD_MODULE,
-                            format!("the host failed while running {method}: {text}"),
-                        ))
+                // Every log line of the call, the guest's included, carries these.
+                let span = tracing::info_span!(
+                    "call",
+                    request_id = %id("request_id"),
+                    global_request_id = %id("global_request_id"),
+                    server = %self.name,
+                );
+                self.run(&dispatcher, queue, *call, settlement, permit)
+                    .instrument(span)
+                    .await;
+            }
+        }
+    }
+
+    /// Runs one call and answers it.
+    async fn run(
+        &self,
+        dispatcher: &Dispatcher,
+        queue: Arc<str>,
+        call: crate::delivery::Call,
+        settlement: Settlement,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let method = &call.request.method;
+        if let Some(note) = &call.note {
+            tracing::warn!(method = %method, "a call on {queue}: {note}");
+        }
+        let counted = metrics::InFlight::start();
+        let started = std::time::Instant::now();
+        // oslo's call monitor: tell a caller that asked for it (`_timeout`) that the
+        // call is still alive.
+        let _heartbeat = match (&call.to, call.heartbeat) {
+            (Some(to), Some(every)) => {
+                let (replier, to) = (self.replier.clone(), to.clone());
+                Some(AbortOnDrop(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        replier.heartbeat(&to).await;
                     }
-                };
-                if let Err(failure) = &outcome {
-                    let request_id = call.request.context.get("request_id");
-                    tracing::info!(
-                        method = %method,
-                        request_id = request_id.and_then(|v| v.as_str()).unwrap_or("-"),
-                        "{}: {}", failure.class, failure.message
-                    );
-                }
-                if let Some(to) = &call.to {
-                    let reply = match outcome {
-                        Ok(result) => Reply::ok_text(to.msg_id.clone(), result),
-                        Err(failure) => Reply::failed(to.msg_id.clone(), failure),
-                    };
-                    // The call's permit is traded for a publishing slot: the call is done.
-                    if let Some(slot) = self.replier.slot().await {
-                        drop(permit);
-                        self.replier.send(slot, to, &reply);
-                    }
-                }
+                })))
+            }
+            _ => None,
+        };
+        // The ack runs alongside the call instead of before it (waiting for lapin to
+        // write it out costs a thread hand-off per message); the reply still goes out
+        // only once it is acked.
+        let run = AssertUnwindSafe(dispatcher.run(&call.resolved, &call.request)).catch_unwind();
+        let ((), outcome) = tokio::join!(settlement.ack(), run);
+        drop(_heartbeat);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let text = panic_text(&*panic);
+                tracing::error!(method = %method, "the host panicked running a call: {text}");
+                Err(Failure::new(
+                    INTERNAL_CLASS,
+                    FJORD_MODULE,
+                    format!("the host failed while running {method}: {text}"),
+                ))
+            }
+        };
+        metrics::get().call_done(
+            &self.name,
+            dispatcher.interface(&call.resolved).unwrap_or("-"),
+            method,
+            &metrics::outcome_class(outcome.as_ref().map(|_| ())),
+            started.elapsed(),
+        );
+        drop(counted);
+        if let Err(failure) = &outcome {
+            tracing::info!(method = %method, "{}: {}", failure.class, failure.message);
+        }
+        if let Some(to) = &call.to {
+            let reply = match outcome {
+                Ok(result) => Reply::ok_text(to.msg_id.clone(), result),
+                Err(failure) => Reply::failed(to.msg_id.clone(), failure),
+            };
+            // The call's permit is traded for a publishing slot: the call is done.
+            if let Some(slot) = self.replier.slot().await {
+                drop(permit);
+                self.replier.send(slot, to, &reply);
             }
         }
     }

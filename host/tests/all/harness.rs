@@ -57,6 +57,21 @@ impl Host {
 
     /// Starts a host without waiting: for tests of start-up failures.
     pub fn spawn(config: &str) -> Host {
+        Host::spawn_with(config, &[], &[])
+    }
+
+    /// Starts a host with extra arguments and environment variables and waits until it is
+    /// consuming.
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Host {
+        let host = Host::spawn_with(config, args, env);
+        if !host.wait_for("fjord-host ready", Duration::from_secs(120)) {
+            panic!("fjord-host did not become ready:\n{}", host.log());
+        }
+        host
+    }
+
+    /// [`Host::spawn`] with extra arguments and environment variables.
+    pub fn spawn_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Host {
         let dir = workspace().join("target/test-configs").join(unique("host"));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("fjord.toml");
@@ -64,6 +79,8 @@ impl Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-host"))
             .arg("--config")
             .arg(&file)
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,lapin=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -85,6 +102,41 @@ impl Host {
             child,
             log,
             _dir: dir,
+        }
+    }
+
+    /// The config file the host was started with (rewrite it, then SIGHUP, to reload).
+    pub fn config_file(&self) -> PathBuf {
+        self._dir.join("fjord.toml")
+    }
+
+    /// Sends SIGHUP: reload.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until `needle` occurs at least `n` times in the log.
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.log.text.lock().unwrap();
+        loop {
+            if text.matches(needle).count() >= n {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            text = self
+                .log
+                .changed
+                .wait_timeout(text, deadline - now)
+                .unwrap()
+                .0;
         }
     }
 
