@@ -32,7 +32,8 @@ import urllib.parse
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+# FJORD_BENCH_BIN: another directory of the same binaries (an earlier build, to compare).
+RELEASE = os.environ.get("FJORD_BENCH_BIN") or os.path.join(ROOT, "target", "release")
 GUESTS = os.path.join(ROOT, "target", "wasm32-wasip2", "release")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 SYSTEMS = [

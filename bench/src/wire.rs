@@ -44,7 +44,10 @@ struct CallOut<'a> {
     _reply_q: &'a str,
     _timeout: Option<f64>,
     _unique_id: &'a str,
-    #[serde(rename = "_context_fjord_bench_pad", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_context_fjord_bench_pad",
+        skip_serializing_if = "Option::is_none"
+    )]
     pad: Option<&'a str>,
 }
 
@@ -219,7 +222,10 @@ mod tests {
                 (c.msg_id.into_owned(), c.reply_q.into_owned(), c.args)
             })
             .unwrap();
-            assert_eq!((id.as_str(), q.as_str()), (id_str(&msg_id), reply_q.as_str()));
+            assert_eq!(
+                (id.as_str(), q.as_str()),
+                (id_str(&msg_id), reply_q.as_str())
+            );
             assert_eq!(a, AddArgs { a: 2, b: 3 });
         }
     }
@@ -236,7 +242,10 @@ mod tests {
             (r.result, r.ending, r.msg_id.into_owned())
         })
         .unwrap();
-        assert_eq!((result, ending, id.as_str()), (Some(5), true, id_str(&msg_id)));
+        assert_eq!(
+            (result, ending, id.as_str()),
+            (Some(5), true, id_str(&msg_id))
+        );
     }
 
     #[test]

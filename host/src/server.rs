@@ -592,7 +592,7 @@ impl Listener {
                 let reply = Reply::failed(to.msg_id.clone(), *failure);
                 if let Some(slot) = self.replier.slot().await {
                     drop(permit);
-                    self.replier.send(slot, &to, &reply);
+                    self.replier.send(slot, &to, &reply).await;
                 }
             }
             Verdict::Run(call) => {
@@ -652,7 +652,7 @@ impl Listener {
                     // The call's permit is traded for a publishing slot: the call is done.
                     if let Some(slot) = self.replier.slot().await {
                         drop(permit);
-                        self.replier.send(slot, to, &reply);
+                        self.replier.send(slot, to, &reply).await;
                     }
                 }
             }
