@@ -554,11 +554,6 @@ async fn route_replies(
         }
         acks.push(async move { delivery.acker.ack(BasicAckOptions::default()).await });
     }
-    while let Some(acked) = acks.next().await {
-        if let Err(e) = acked {
-            tracing::debug!(error = %e, "cannot ack a reply");
-        }
-    }
     // Marked stopped before its calls are failed: a call registering on it meanwhile sees that
     // (see `RpcClient::call`). The next call starts a new consumer (no permanently deaf caller).
     {
@@ -572,6 +567,16 @@ async fn route_replies(
         consumer = id,
         "reply consumer ended; {failed} waiting calls failed"
     );
+    // Only after the calls are failed (a dead connection must not delay that): the acks still in
+    // flight, for at most a moment.
+    let drained = async {
+        while let Some(acked) = acks.next().await {
+            if let Err(e) = acked {
+                tracing::debug!(error = %e, "cannot ack a reply");
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LIMIT, drained).await;
 }
 
 /// Locks `mutex`, even if a panicking thread poisoned it: every state guarded here stays
