@@ -596,7 +596,7 @@ impl Listener {
                 }
             }
             Verdict::Run(call) => {
-                let call = *call;
+                let mut call = *call;
                 let method = &call.request.method;
                 if let Some(note) = &call.note {
                     tracing::warn!(method = %method, "a call on {queue}: {note}");
@@ -644,15 +644,17 @@ impl Listener {
                         "{}: {}", failure.class, failure.message
                     );
                 }
-                if let Some(to) = &call.to {
+                if let Some(to) = call.to.take() {
                     let reply = match outcome {
                         Ok(result) => Reply::ok_text(to.msg_id.clone(), result),
                         Err(failure) => Reply::failed(to.msg_id.clone(), failure),
                     };
+                    // The request tree is not kept while the reply waits for its confirm.
+                    drop(call);
                     // The call's permit is traded for a publishing slot: the call is done.
                     if let Some(slot) = self.replier.slot().await {
                         drop(permit);
-                        self.replier.send(slot, to, &reply).await;
+                        self.replier.send(slot, &to, &reply).await;
                     }
                 }
             }
