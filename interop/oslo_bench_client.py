@@ -9,12 +9,14 @@ C threads share one RPCClient (one transport, one reply queue, as the threads of
 do) and make N calls in all after one untimed warm-up call. `--size` pads each request to about
 that many bytes with a `fjord_bench_pad` context entry, exactly as `fjord bench` does. The last
 stdout line is one JSON object:
-    {"calls": N, "concurrency": C, "seconds": S, "calls_per_s": R, "p50_ms": x, "p99_ms": y, "errors": E}
+    {"calls": N, "concurrency": C, "seconds": S, "calls_per_s": R, "p50_ms": x, "p99_ms": y, "errors": E,
+     "cpu_user_s": U, "cpu_sys_s": K}
 """
 
 import argparse
 import json
 import math
+import resource
 import sys
 import threading
 import time
@@ -116,12 +118,14 @@ def main():
             errors[0] += failed
 
     threads = [threading.Thread(target=caller) for _ in range(concurrency)]
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     if first_error:
         sys.stderr.write(f"oslo_bench_client: a call failed: {first_error[0]}\n")
     latencies.sort()
@@ -134,6 +138,9 @@ def main():
         "p50_ms": round(percentile(latencies, 50) * 1e3, 3),
         "p99_ms": round(percentile(latencies, 99) * 1e3, 3),
         "errors": errors[0],
+        # CPU of this process over the timed calls, as fjord bench reports it.
+        "cpu_user_s": round(cpu_after.ru_utime - cpu_before.ru_utime, 6),
+        "cpu_sys_s": round(cpu_after.ru_stime - cpu_before.ru_stime, 6),
     }), flush=True)
     transport.cleanup()
     return 1 if errors[0] == calls else 0

@@ -1,9 +1,18 @@
-//! The raw AMQP floor that `scripts/bench` measures fjord against: the least a Rust request/reply
-//! over the same RabbitMQ can do. JSON bodies, no oslo envelope, no sandbox, no publisher
-//! confirms, auto-ack on both sides, the default exchange, one connection per side.
+//! The floors `scripts/bench` measures fjord against, over lapin and the same RabbitMQ, each a
+//! server and a client process (so that CPU can be told apart):
+//!
+//! - the oslo-shaped floor (`floor-server`, `floor-client`), THE reference: exactly the AMQP work
+//!   oslo.messaging does per call and nothing more (topic exchange `openstack`, routing key =
+//!   topic, oslo's JSON-in-JSON envelope, per-message expiration, mandatory publish, publisher
+//!   confirms awaited on both sides, manual acks with prefetch 64, the reply on the default
+//!   exchange to a reply queue per client process, `_msg_id` correlation); no dispatch, no sandbox.
+//! - the bare floor (`bare-server`, `bare-client`), for context: JSON bodies with no envelope,
+//!   the default exchange, `reply_to`/`correlation_id`, no confirms, auto-ack.
 
 use anyhow::Context as _;
 use lapin::{Connection, ConnectionProperties};
+
+pub mod wire;
 
 /// Connects to `url` (an `amqp://` URI).
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {

@@ -53,6 +53,11 @@ pub struct Report {
     pub p99_ms: f64,
     /// Calls that failed (remote error, timeout, transport trouble).
     pub errors: usize,
+    /// CPU time this process spent in user mode over the timed calls, in seconds (null where the
+    /// platform cannot say).
+    pub cpu_user_s: Option<f64>,
+    /// CPU time this process spent in the kernel over the timed calls, in seconds.
+    pub cpu_sys_s: Option<f64>,
 }
 
 impl Report {
@@ -85,7 +90,61 @@ impl Report {
             p50_ms: ms(percentile(&latencies, 50.0)),
             p99_ms: ms(percentile(&latencies, 99.0)),
             errors,
+            cpu_user_s: None,
+            cpu_sys_s: None,
         }
+    }
+
+    /// Adds the CPU time the process spent between `before` and `after` (see [`CpuTime::now`]).
+    ///
+    /// ```
+    /// use fjord_cli::bench::{CpuTime, Report};
+    /// let before = CpuTime { user_s: 1.0, sys_s: 0.5 };
+    /// let after = CpuTime { user_s: 1.25, sys_s: 0.75 };
+    /// let r = Report::from_latencies(1, 1.0, vec![], 0).with_cpu(Some(before), Some(after));
+    /// assert_eq!((r.cpu_user_s, r.cpu_sys_s), (Some(0.25), Some(0.25)));
+    /// ```
+    pub fn with_cpu(mut self, before: Option<CpuTime>, after: Option<CpuTime>) -> Report {
+        if let (Some(b), Some(a)) = (before, after) {
+            let round = |s: f64| (s * 1e6).round() / 1e6;
+            self.cpu_user_s = Some(round((a.user_s - b.user_s).max(0.0)));
+            self.cpu_sys_s = Some(round((a.sys_s - b.sys_s).max(0.0)));
+        }
+        self
+    }
+}
+
+/// CPU time used so far by this whole process (every thread), from `getrusage(RUSAGE_SELF)`.
+///
+/// ```
+/// let t = fjord_cli::bench::CpuTime::now().unwrap();
+/// assert!(t.user_s >= 0.0 && t.sys_s >= 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuTime {
+    /// Seconds in user mode.
+    pub user_s: f64,
+    /// Seconds in the kernel.
+    pub sys_s: f64,
+}
+
+impl CpuTime {
+    /// The process's CPU time now; `None` if the kernel refuses to say.
+    pub fn now() -> Option<CpuTime> {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage only writes a `struct rusage` into the pointer it is given, which
+        // points to one; the value is read only when the call reports success.
+        let usage = unsafe {
+            if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+                return None;
+            }
+            usage.assume_init()
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Some(CpuTime {
+            user_s: seconds(usage.ru_utime),
+            sys_s: seconds(usage.ru_stime),
+        })
     }
 }
 
@@ -167,6 +226,7 @@ pub async fn run(
 
     let next = Arc::new(AtomicUsize::new(0));
     let concurrency = load.concurrency.clamp(1, load.calls.max(1));
+    let cpu_before = CpuTime::now();
     let start = Instant::now();
     let mut callers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
@@ -204,13 +264,12 @@ pub async fn run(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_after = CpuTime::now();
     let lost = load.calls.saturating_sub(latencies.len() + errors);
-    Ok(Report::from_latencies(
-        concurrency,
-        seconds,
-        latencies,
-        errors + lost,
-    ))
+    Ok(
+        Report::from_latencies(concurrency, seconds, latencies, errors + lost)
+            .with_cpu(cpu_before, cpu_after),
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
@@ -519,17 +520,29 @@ async fn route_replies(
     replies: Arc<Mutex<Replies>>,
     id: ConsumerId,
 ) {
-    while let Some(delivery) = consumer.next().await {
+    // Acks in flight are driven beside the consumer, not awaited one by one: each costs a
+    // round trip through lapin's threads, and awaiting it before the next reply would put that
+    // on every caller's latency. Every reply is still acked.
+    let mut acks = FuturesUnordered::new();
+    loop {
+        let delivery = tokio::select! {
+            delivery = consumer.next() => delivery,
+            Some(acked) = acks.next(), if !acks.is_empty() => {
+                if let Err(e) = acked {
+                    tracing::warn!(error = %e, "cannot ack a reply");
+                }
+                continue;
+            }
+        };
         let delivery = match delivery {
-            Ok(d) => d,
-            Err(e) => {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, "reply consumer failed");
                 break;
             }
+            None => break,
         };
-        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-            tracing::warn!(error = %e, "cannot ack a reply");
-        }
+        // The caller is told first; the ack goes out meanwhile.
         match Reply::decode(&delivery.data) {
             Ok(reply) => {
                 let msg_id = reply.msg_id.clone();
@@ -539,6 +552,7 @@ async fn route_replies(
             }
             Err(e) => tracing::warn!(error = %e, "dropping an unreadable reply"),
         }
+        acks.push(async move { delivery.acker.ack(BasicAckOptions::default()).await });
     }
     // Marked stopped before its calls are failed: a call registering on it meanwhile sees that
     // (see `RpcClient::call`). The next call starts a new consumer (no permanently deaf caller).
@@ -553,6 +567,16 @@ async fn route_replies(
         consumer = id,
         "reply consumer ended; {failed} waiting calls failed"
     );
+    // Only after the calls are failed (a dead connection must not delay that): the acks still in
+    // flight, for at most a moment.
+    let drained = async {
+        while let Some(acked) = acks.next().await {
+            if let Err(e) = acked {
+                tracing::debug!(error = %e, "cannot ack a reply");
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LIMIT, drained).await;
 }
 
 /// Locks `mutex`, even if a panicking thread poisoned it: every state guarded here stays

@@ -798,7 +798,7 @@ impl Listener {
                 let reply = Reply::failed(to.msg_id.clone(), *failure);
                 if let Some(slot) = self.replier.slot().await {
                     drop(permit);
-                    self.replier.send(slot, &to, &reply);
+                    self.replier.send(slot, &to, &reply).await;
                 }
             }
             Verdict::Run(call) => {
@@ -884,15 +884,18 @@ impl Listener {
         if let Err(failure) = &outcome {
             tracing::info!(method = %method, "{}: {}", failure.class, failure.message);
         }
-        if let Some(to) = &call.to {
+        let mut call = call;
+        if let Some(to) = call.to.take() {
             let reply = match outcome {
                 Ok(result) => Reply::ok_text(to.msg_id.clone(), result),
                 Err(failure) => Reply::failed(to.msg_id.clone(), failure),
             };
+            // The request tree is not kept while the reply waits for its confirm.
+            drop(call);
             // The call's permit is traded for a publishing slot: the call is done.
             if let Some(slot) = self.replier.slot().await {
                 drop(permit);
-                self.replier.send(slot, to, &reply);
+                self.replier.send(slot, &to, &reply).await;
             }
         }
     }
