@@ -152,7 +152,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Opened only when some endpoint is granted a bucket; a reload keeps this store.
         let keyvalue = Keyvalue::open(&config.keyvalue).await?;
-        let sandbox = Arc::new(Sandbox::for_calls(config.in_flight)?.with_keyvalue(keyvalue.clone()));
+        let sandbox =
+            Arc::new(Sandbox::for_calls(config.in_flight)?.with_keyvalue(keyvalue.clone()));
         let servers = server::load_with(&sandbox, &config)?;
         if let Some(listen) = config.admin {
             admin::spawn(admin::bind(listen).await?);
