@@ -69,16 +69,7 @@ async fn a_300_byte_reply_queue_does_not_stop_the_server_queue() {
     );
     // Messages are handled concurrently: the good reply may come before the second rejection is
     // logged.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while host
-        .log()
-        .matches("rejecting an unreadable message")
-        .count()
-        < 2
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    host.wait_for_count("rejecting an unreadable message", 2, Duration::from_secs(5));
     let log = host.log();
     assert!(!log.contains("panicked"), "{log}");
     assert_eq!(

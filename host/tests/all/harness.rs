@@ -151,23 +151,7 @@ impl Host {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut text = self.log.text.lock().unwrap();
-        loop {
-            if text.contains(needle) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            text = self
-                .log
-                .changed
-                .wait_timeout(text, deadline - now)
-                .unwrap()
-                .0;
-        }
+        self.wait_for_count(needle, 1, timeout)
     }
 
     /// Waits for the process to exit (for hosts that must refuse to start).

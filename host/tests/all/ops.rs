@@ -5,7 +5,7 @@
 
 use crate::harness::{path_item, unique, wasm, workspace, Host, URL};
 use crate::interop::oslo_client;
-use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl};
+use fjord_client::{RpcError, TransportUrl};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,14 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub async fn client(topic: &str) -> RpcClient {
-    let url = TransportUrl::parse(URL).unwrap();
-    let transport = Transport::connect(&url).await.unwrap();
-    RpcClient::new(transport, Target::new(topic))
-        .prepare()
-        .timeout(Duration::from_secs(20))
-        .build()
-}
+pub use crate::rpc::client;
 
 /// A port nobody listens on now (bound and released: a small race, on loopback only).
 pub fn free_port() -> u16 {

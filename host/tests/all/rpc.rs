@@ -6,7 +6,8 @@ use fjord_client::{RemoteError, RpcClient, RpcError, Target, Transport, Transpor
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-async fn client(topic: &str) -> RpcClient {
+/// A client of `topic` with a 20 s timeout.
+pub async fn client(topic: &str) -> RpcClient {
     let url = TransportUrl::parse(URL).unwrap();
     let transport = Transport::connect(&url).await.unwrap();
     RpcClient::new(transport, Target::new(topic))
