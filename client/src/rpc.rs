@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use crate::flight::Flight;
 use crate::waiters::{ConsumerId, Registration, Waiters};
 
-use fjord_oslo::connection::{connect, reconnect, ConnectError};
+use fjord_oslo::connection::{connect_with, reconnect, ConnectError};
 use fjord_oslo::envelope::{new_id, Reply, Request};
+use fjord_oslo::failover::Failover;
 use fjord_oslo::failure::RemoteError;
 use fjord_oslo::reconnect::{Backoff, Outage};
 use fjord_oslo::target::Target;
@@ -174,8 +175,9 @@ struct Link {
 }
 
 struct Inner {
-    /// `None` for a transport made from a connection: it cannot reconnect.
-    url: Option<TransportUrl>,
+    /// `None` for a transport made from a connection: it cannot reconnect. The failover state
+    /// lives as long as the transport, so each reconnection moves on to the URL's next broker.
+    url: Option<(TransportUrl, Failover)>,
     link: Mutex<Link>,
     options: TransportOptions,
     control_exchange: String,
@@ -254,10 +256,11 @@ impl Transport {
         control_exchange: &str,
     ) -> Result<Transport, TransportError> {
         let reply_queue = format!("reply_{}", new_id());
-        let connection = connect(url, &connection_name(&reply_queue)).await?;
+        let failover = url.failover();
+        let connection = connect_with(url, &failover, &connection_name(&reply_queue)).await?;
         let session = Session::open(connection).await?;
         Ok(Transport::new(
-            Some(url.clone()),
+            Some((url.clone(), failover)),
             session,
             url.options.clone(),
             control_exchange,
@@ -290,7 +293,7 @@ impl Transport {
     }
 
     fn new(
-        url: Option<TransportUrl>,
+        url: Option<(TransportUrl, Failover)>,
         session: Session,
         options: TransportOptions,
         control_exchange: &str,
@@ -381,18 +384,18 @@ impl Transport {
                             link.outage
                                 .begin("the connection was closed", "fjord-client");
                         }
-                        let Some(url) = inner.url.clone() else {
+                        if inner.url.is_none() {
                             return Err(RpcError::Disconnected(
                                 "the connection is closed and this transport cannot reconnect"
                                     .into(),
                             ));
-                        };
+                        }
                         if let Some(at) = link.next_attempt {
                             if Instant::now() < at {
                                 return Err(RpcError::Disconnected(link.last_error.clone()));
                             }
                         }
-                        let flight = Flight::spawn(reconnect_session(inner.clone(), url, old));
+                        let flight = Flight::spawn(reconnect_session(inner.clone(), old));
                         link.connecting = Some(flight.clone());
                         Err(flight)
                     }
@@ -439,7 +442,6 @@ fn connection_name(reply_queue: &str) -> String {
 /// the outcome in the link.
 async fn reconnect_session(
     inner: Arc<Inner>,
-    url: TransportUrl,
     old: Option<Arc<Session>>,
 ) -> Result<Arc<Session>, String> {
     if let Some(old) = old {
@@ -448,7 +450,10 @@ async fn reconnect_session(
             let _ = tokio::time::timeout(CLOSE_LIMIT, closing).await;
         }
     }
-    let opened = match reconnect(&url, &inner.connection_name).await {
+    let Some((url, failover)) = &inner.url else {
+        return Err("this transport cannot reconnect".to_string());
+    };
+    let opened = match reconnect(url, failover, &inner.connection_name).await {
         Ok(connection) => Session::open(connection).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };

@@ -17,8 +17,9 @@ use crate::settlement::Settlement;
 use crate::{health, metrics};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use fjord_oslo::connection::{connect, reconnect};
+use fjord_oslo::connection::{connect_with, reconnect};
 use fjord_oslo::envelope::Reply;
+use fjord_oslo::failover::Failover;
 use fjord_oslo::failure::Failure;
 use fjord_oslo::reconnect::{Backoff, Outage};
 use fjord_oslo::topology::{self, short_string};
@@ -198,14 +199,15 @@ struct Session {
 impl Session {
     async fn open(
         config: &Config,
+        failover: &Failover,
         subscriptions: &[Subscription],
         replier: &Replier,
         quiet: bool,
     ) -> anyhow::Result<Session> {
         let connection = if quiet {
-            reconnect(&config.transport_url, "fjord-host").await?
+            reconnect(&config.transport_url, failover, &connection_name()).await?
         } else {
-            connect(&config.transport_url, "fjord-host").await?
+            connect_with(&config.transport_url, failover, &connection_name()).await?
         };
         let connection = Arc::new(connection);
         match Session::subscribe(&connection, config, subscriptions, replier, quiet).await {
@@ -564,7 +566,10 @@ pub async fn serve_with(
         .collect();
 
     // At start-up an unreachable broker is a configuration error: fail loudly.
-    let mut session = Session::open(config, &subscriptions, &replier, false).await?;
+    // One failover state for the host's life, so that each reconnection moves on to the next
+    // broker of the URL (kombu_failover_strategy).
+    let failover = config.transport_url.failover();
+    let mut session = Session::open(config, &failover, &subscriptions, &replier, false).await?;
     tracing::info!(url = %config.transport_url, "fjord-host ready");
 
     tokio::pin!(shutdown);
@@ -584,8 +589,15 @@ pub async fn serve_with(
         replier.connect(None, None);
         session.abandon();
         close(&session.shared.connection).await;
+        // With several brokers in the URL the first attempt goes at once to the next one (as
+        // kombu's failover does): it is another node, so no broker is hammered.
+        let mut first = config.transport_url.hosts.len() > 1;
         session = loop {
-            let pause = backoff.next_delay();
+            let pause = if std::mem::take(&mut first) {
+                Duration::ZERO
+            } else {
+                backoff.next_delay()
+            };
             tokio::select! {
                 () = &mut shutdown => {
                     tracing::info!("shutting down while disconnected");
@@ -593,7 +605,7 @@ pub async fn serve_with(
                 }
                 () = tokio::time::sleep(pause) => {}
             }
-            match Session::open(config, &subscriptions, &replier, true).await {
+            match Session::open(config, &failover, &subscriptions, &replier, true).await {
                 Ok(s) => break s,
                 Err(e) => tracing::debug!("reconnection failed: {e:#}"),
             }
@@ -686,6 +698,12 @@ async fn apply(
         removed += 1;
     }
     tracing::info!("reloaded: {kept} servers updated, {added} added, {removed} removed");
+}
+
+/// The name RabbitMQ shows for the host's connection: `fjord-host:<pid>`, so that an operator
+/// (or a test) can tell two hosts apart, as oslo's `<program>:<pid>:<uuid>` does.
+fn connection_name() -> String {
+    format!("fjord-host:{}", std::process::id())
 }
 
 async fn close(connection: &Connection) {

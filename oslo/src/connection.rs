@@ -1,4 +1,5 @@
-//! Connecting to RabbitMQ from a [`TransportUrl`]: hosts shuffled then tried in turn, as oslo does.
+//! Connecting to RabbitMQ from a [`TransportUrl`]: hosts tried in the order oslo's failover
+//! strategy gives (see [`crate::failover`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};
 
+use crate::failover::Failover;
 use crate::url::TransportUrl;
 
 /// How long one host may take to accept the AMQP handshake.
@@ -56,7 +58,7 @@ fn join_attempts(attempts: &[ConnectAttempt]) -> String {
         .join("; ")
 }
 
-/// Opens an AMQP connection to one of the URL's hosts (shuffled, then each tried once).
+/// Opens an AMQP connection to one of the URL's hosts (shuffled, then each tried once in turn).
 ///
 /// The heartbeat comes from `heartbeat_timeout_threshold` (default 60 s); TLS is used when the
 /// URL says `ssl=1`, with the CA and client certificate files it names.
@@ -71,7 +73,24 @@ pub async fn connect(
     url: &TransportUrl,
     connection_name: &str,
 ) -> Result<Connection, ConnectError> {
-    connect_logging(url, connection_name, true).await
+    connect_logging(url, &url.failover(), connection_name, true).await
+}
+
+/// Like [`connect`], with the failover state of a connection that is re-established over time
+/// (`kombu_failover_strategy`), so that each reconnection starts where the last one left off.
+///
+/// ```no_run
+/// # async fn f(url: fjord_oslo::TransportUrl) {
+/// let failover = url.failover();
+/// let _ = fjord_oslo::connection::connect_with(&url, &failover, "my-service").await;
+/// # }
+/// ```
+pub async fn connect_with(
+    url: &TransportUrl,
+    failover: &Failover,
+    connection_name: &str,
+) -> Result<Connection, ConnectError> {
+    connect_logging(url, failover, connection_name, true).await
 }
 
 /// Like [`connect`], but each host's failure is logged at debug level only: reconnecting
@@ -79,24 +98,27 @@ pub async fn connect(
 ///
 /// ```no_run
 /// # async fn f(url: fjord_oslo::TransportUrl) {
-/// let _ = fjord_oslo::connection::reconnect(&url, "my-service").await;
+/// let failover = url.failover();
+/// let _ = fjord_oslo::connection::reconnect(&url, &failover, "my-service").await;
 /// # }
 /// ```
 pub async fn reconnect(
     url: &TransportUrl,
+    failover: &Failover,
     connection_name: &str,
 ) -> Result<Connection, ConnectError> {
-    connect_logging(url, connection_name, false).await
+    connect_logging(url, failover, connection_name, false).await
 }
 
 async fn connect_logging(
     url: &TransportUrl,
+    failover: &Failover,
     connection_name: &str,
     loud: bool,
 ) -> Result<Connection, ConnectError> {
     let tls = tls_config(url)?;
     let mut attempts = Vec::new();
-    for index in shuffled(url.hosts.len()) {
+    for index in failover.attempts() {
         let address = url.masked_host(index);
         let Some(uri) = url.amqp_uri(index) else {
             continue;
@@ -122,6 +144,7 @@ async fn connect_logging(
         .await;
         let reason = match attempt {
             Ok(Ok(connection)) => {
+                failover.connected(index);
                 if loud {
                     tracing::info!(%address, "connected to RabbitMQ");
                 } else {
@@ -160,18 +183,6 @@ fn describe(error: &lapin::Error, password: &str) -> String {
     }
 }
 
-/// Host indices in random order (oslo shuffles its host list before round-robin).
-fn shuffled(n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    // uuid4 bytes are a good enough random source for picking a broker; no rand dependency.
-    for i in (1..n).rev() {
-        let r = uuid::Uuid::new_v4().as_u128();
-        let j = (r % (i as u128 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
-}
-
 fn read_file(option: &'static str, path: &str) -> Result<Vec<u8>, ConnectError> {
     std::fs::read(path).map_err(|source| ConnectError::TlsFile {
         option,
@@ -206,15 +217,6 @@ fn tls_config(url: &TransportUrl) -> Result<OwnedTLSConfig, ConnectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shuffle_is_a_permutation() {
-        for n in 0..6 {
-            let mut s = shuffled(n);
-            s.sort();
-            assert_eq!(s, (0..n).collect::<Vec<_>>());
-        }
-    }
 
     #[test]
     fn missing_tls_file_is_named() {

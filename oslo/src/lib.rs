@@ -9,7 +9,8 @@
 //! - [`version`]: oslo's version compatibility rule; [`names`]: WIT ↔ oslo names.
 //! - [`scan`]: a request's reply address and size, read without parsing it (for requests too
 //!   large or too deep to parse, so that their callers still hear back).
-//! - [`connection`], [`reconnect`]: connecting to one of the URL's hosts, backoff and outage logging.
+//! - [`connection`], [`failover`], [`reconnect`]: connecting to one of the URL's hosts in oslo's
+//!   failover order, backoff and outage logging.
 //!
 //! ```
 //! let url = fjord_oslo::TransportUrl::parse("rabbit://guest:secret@127.0.0.1:5672/").unwrap();
@@ -27,6 +28,7 @@
 
 pub mod connection;
 pub mod envelope;
+pub mod failover;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::failover::{Failover, FailoverStrategy};
+
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -151,6 +153,8 @@ pub struct TransportOptions {
     pub rabbit_qos_prefetch_count: Option<u16>,
     /// `x-expires` of fanout and reply queues, in seconds (oslo default 1800).
     pub rabbit_transient_queues_ttl: u32,
+    /// How the next broker is chosen after a lost connection (oslo default `round-robin`).
+    pub kombu_failover_strategy: FailoverStrategy,
 }
 
 impl Default for TransportOptions {
@@ -168,6 +172,7 @@ impl Default for TransportOptions {
             kombu_compression: None,
             rabbit_qos_prefetch_count: None,
             rabbit_transient_queues_ttl: 1800,
+            kombu_failover_strategy: FailoverStrategy::RoundRobin,
         }
     }
 }
@@ -204,6 +209,14 @@ impl TransportOptions {
             }
             "rabbit_transient_queues_ttl" => {
                 self.rabbit_transient_queues_ttl = parse_int(key, value)?
+            }
+            "kombu_failover_strategy" => {
+                self.kombu_failover_strategy =
+                    FailoverStrategy::parse(value).ok_or_else(|| UrlError::BadOptionValue {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        expected: "round-robin or shuffle",
+                    })?
             }
             other => return Err(UrlError::UnknownOption(other.to_string())),
         }
@@ -260,6 +273,17 @@ pub struct TransportUrl {
 }
 
 impl TransportUrl {
+    /// A fresh failover state for this URL: its hosts shuffled once, as oslo does, and tried in
+    /// the order `kombu_failover_strategy` gives.
+    ///
+    /// ```
+    /// let url = fjord_oslo::TransportUrl::parse("rabbit://a,b,c/?kombu_failover_strategy=shuffle").unwrap();
+    /// assert_eq!(url.failover().attempts().len(), 3);
+    /// ```
+    pub fn failover(&self) -> Failover {
+        Failover::new(self.hosts.len(), self.options.kombu_failover_strategy)
+    }
+
     /// Parses an oslo transport URL (`rabbit://` or `amqp://`).
     ///
     /// ```

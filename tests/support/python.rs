@@ -39,9 +39,15 @@ pub struct PyServer {
 impl PyServer {
     /// Starts a server for `topic` and `server` at `url` and waits until it prints `ready`.
     pub fn spawn(url: &str, topic: &str, server: &str) -> PyServer {
+        PyServer::spawn_env(url, topic, server, &[])
+    }
+
+    /// Like [`PyServer::spawn`], with extra environment (`FJORD_OSLO_CONFIG`...).
+    pub fn spawn_env(url: &str, topic: &str, server: &str, env: &[(&str, &str)]) -> PyServer {
         let mut child = Command::new(python())
             .arg(workspace_root().join("interop/oslo_server.py"))
             .args([url, topic, server])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -68,6 +74,12 @@ impl PyServer {
             "Python server did not start"
         );
         server
+    }
+
+    /// The server's process id (its RabbitMQ connection is named `oslo_server.py:<pid>:<uuid>`).
+    #[allow(dead_code)] // used by the host's cluster tests only
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The next line the server printed, if one comes within `timeout`.

@@ -36,7 +36,7 @@ pub struct Tls {
 pub struct Broker {
     pub node: String,
     pub port: u16,
-    pub tls: Tls,
+    pub tls: Option<Tls>,
     dir: PathBuf,
     dist_port: u16,
 }
@@ -44,42 +44,59 @@ pub struct Broker {
 impl Broker {
     /// Starts a node with a plain and a TLS (client certificate required) listener.
     pub fn start() -> Broker {
+        let broker = Broker::prepare(&uuid::Uuid::new_v4().simple().to_string(), true);
+        broker.launch();
+        broker
+    }
+
+    /// Writes a node's files (cookie, config; TLS certificates when `tls`) without starting it.
+    /// Nodes given the same `cookie` can form a cluster (see `cluster.rs`); every node
+    /// notices a frozen peer within about 4 s (`net_ticktime`), as a cluster test needs.
+    pub fn prepare(cookie: &str, tls: bool) -> Broker {
         let dir = std::env::temp_dir().join(super::harness::unique("fjord-fault"));
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        let cookie = dir.join("home/.erlang.cookie");
-        std::fs::write(&cookie, uuid::Uuid::new_v4().simple().to_string()).unwrap();
-        std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o400))
-            .unwrap();
-        let tls = make_certs(&dir);
+        let cookie_file = dir.join("home/.erlang.cookie");
+        std::fs::write(&cookie_file, cookie).unwrap();
+        std::fs::set_permissions(
+            &cookie_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o400),
+        )
+        .unwrap();
         let (port, dist_port) = (free_port(), free_port());
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.default = 127.0.0.1:{port}\n\
-                 listeners.ssl.default = 127.0.0.1:{}\n\
+        let mut conf = format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n");
+        let tls = if tls {
+            let tls = make_certs(&dir);
+            conf.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{}\n\
                  ssl_options.cacertfile = {}\n\
                  ssl_options.certfile = {}\n\
                  ssl_options.keyfile = {}\n\
                  ssl_options.verify = verify_peer\n\
-                 ssl_options.fail_if_no_peer_cert = true\n\
-                 loopback_users = none\n",
+                 ssl_options.fail_if_no_peer_cert = true\n",
                 tls.port,
                 tls.ca.display(),
                 dir.join("server.pem").display(),
                 dir.join("server.key").display(),
-            ),
+            ));
+            Some(tls)
+        } else {
+            None
+        };
+        std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
+        // net_ticktime 4 s: a SIGSTOPped peer is declared down in seconds, not a minute.
+        std::fs::write(
+            dir.join("advanced.config"),
+            "[{kernel, [{net_ticktime, 4}]}].\n",
         )
         .unwrap();
-        let broker = Broker {
+        Broker {
             node: format!("{name}@localhost"),
             port,
             tls,
             dir,
             dist_port,
-        };
-        broker.launch();
-        broker
+        }
     }
 
     pub fn url(&self) -> String {
@@ -95,6 +112,7 @@ impl Broker {
             .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", d.join("log"))
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", d.join("pid"))
             .env("ERL_EPMD_ADDRESS", "127.0.0.1");
@@ -126,7 +144,12 @@ impl Broker {
 
     /// `rabbitmqctl -n <this node> ...`: never the shared node.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(tool("rabbitmqctl"));
+        self.cli("rabbitmqctl", args)
+    }
+
+    /// One of RabbitMQ's CLI tools (`rabbitmqctl`, `rabbitmq-queues`...) run against this node.
+    pub fn cli(&self, name: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tool(name));
         self.env(&mut cmd);
         cmd.arg("-n").arg(&self.node).args(args).output().unwrap()
     }
@@ -162,6 +185,11 @@ impl Broker {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Whether the node's AMQP port accepts connections.
+    pub fn listening(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
 
     /// SIGKILLs the broker's Erlang VM.

@@ -229,7 +229,7 @@ async fn two_hosts_share_a_topic() {
 #[tokio::test]
 async fn tls_with_client_certificate() {
     let broker = Broker::start();
-    let t = &broker.tls;
+    let t = broker.tls.as_ref().unwrap();
     let url = format!(
         "amqps://guest:guest@localhost:{}/?ssl_ca_file={}&ssl_cert_file={}&ssl_key_file={}",
         t.port,
