@@ -66,11 +66,13 @@ impl Failover {
             return shuffled(self.order.len());
         }
         let current = *self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let n = self.order.len();
         let start = current.map_or(0, |c| c.saturating_add(1));
-        (0..n)
-            .filter_map(|i| start.checked_add(i).and_then(|p| p.checked_rem(n)))
-            .filter_map(|p| self.order.get(p).copied())
+        self.order
+            .iter()
+            .copied()
+            .cycle()
+            .skip(start)
+            .take(self.order.len())
             .collect()
     }
 

@@ -202,9 +202,7 @@ impl Broker {
         assert!(status.success());
         // Wait until the port is closed, so a restart does not race the dying VM.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            && Instant::now() < deadline
-        {
+        while self.listening() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -44,7 +44,7 @@ struct Row {
     lost: usize,
     wrong: usize,
     recovery: Option<f64>,
-    /// The first failure each caller saw, for the report.
+    /// The first failure any of the callers saw, for the report.
     first_failure: Option<String>,
 }
 
