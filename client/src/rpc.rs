@@ -110,8 +110,9 @@ enum Replies {
 /// One AMQP connection and what lives on it; replaced as a whole when the connection is lost.
 struct Session {
     connection: Connection,
-    /// Publishing channel, in confirm mode.
-    channel: Channel,
+    /// Publishing channel, in confirm mode; replaced when the broker nacks on it (see
+    /// [`Session::publish`]).
+    publisher: Mutex<Channel>,
     /// The reply consumer on this connection (started by the first call).
     replies: Arc<Mutex<Replies>>,
     /// Topic exchanges already declared on this connection; like kombu's `maybe_declare`, oslo
@@ -119,15 +120,21 @@ struct Session {
     declared: Mutex<HashSet<String>>,
 }
 
+/// A channel in confirm mode.
+async fn open_publisher(connection: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
 impl Session {
     async fn open(connection: Connection) -> Result<Session, lapin::Error> {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let channel = open_publisher(&connection).await?;
         Ok(Session {
             connection,
-            channel,
+            publisher: Mutex::new(channel),
             replies: Arc::new(Mutex::new(Replies::Stopped)),
             declared: Mutex::new(HashSet::new()),
         })
@@ -143,15 +150,65 @@ impl Session {
         if locked(&self.declared).contains(exchange) {
             return Ok(());
         }
-        declare_topic_exchange(&self.channel, exchange, options).await?;
+        declare_topic_exchange(&self.publisher(), exchange, options).await?;
         if !options.amqp_auto_delete {
             locked(&self.declared).insert(exchange.to_string());
         }
         Ok(())
     }
 
+    fn publisher(&self) -> Channel {
+        locked(&self.publisher).clone()
+    }
+
     fn usable(&self) -> bool {
-        self.connection.status().connected() && self.channel.status().connected()
+        self.connection.status().connected() && self.publisher().status().connected()
+    }
+
+    /// Publishes on the publishing channel and waits for the confirm. A nack fails this message
+    /// and replaces the channel: after a quorum queue's leader is lost, RabbitMQ (3.10) can nack
+    /// every later publish on a channel that published to it while the leader was away, while a
+    /// new channel reaches the new leader (found by the cluster failover test: without this, a
+    /// client whose node died failed every call for the rest of the run).
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        expiration: Option<u64>,
+        mandatory: bool,
+    ) -> Result<(), PublishError> {
+        let channel = self.publisher();
+        let sent = publish(&channel, exchange, routing_key, body, expiration, mandatory).await;
+        if matches!(sent, Err(PublishError::Nacked)) {
+            if let Err(e) = self.renew_publisher(&channel).await {
+                tracing::debug!(error = %e, "cannot open a new publishing channel");
+            }
+        }
+        sent
+    }
+
+    /// Replaces `nacked` with a new publishing channel, unless another caller already did.
+    async fn renew_publisher(&self, nacked: &Channel) -> Result<(), lapin::Error> {
+        if locked(&self.publisher).id() != nacked.id() {
+            return Ok(());
+        }
+        let fresh = open_publisher(&self.connection).await?;
+        let retired = {
+            let mut current = locked(&self.publisher);
+            if current.id() == nacked.id() {
+                tracing::debug!("publishing channel nacked; using a new one");
+                std::mem::replace(&mut *current, fresh)
+            } else {
+                fresh
+            }
+        };
+        // Calls still waiting for confirms on it get them or fail; not awaited here.
+        tokio::spawn(async move {
+            let closing = retired.close(200, ShortString::from("replaced after a nack"));
+            let _ = tokio::time::timeout(CLOSE_LIMIT, closing).await;
+        });
+        Ok(())
     }
 
     /// Whether `consumer` is still this session's running reply consumer.
@@ -746,7 +803,6 @@ impl RpcClient {
         let exchange = self.exchange();
         let routing_key = self.target.routing_key();
         tracing::debug!(%exchange, %routing_key, %method, %msg_id, "call");
-        let channel = &session.channel;
         session
             .declare_exchange_once(exchange, &transport.inner.options)
             .await?;
@@ -757,15 +813,9 @@ impl RpcClient {
         // restart) the broker returns the call, and it is sent again shortly; with no server
         // at all it ends in a MessagingTimeout at the call's deadline, as in oslo.
         loop {
-            let sent = publish(
-                channel,
-                exchange,
-                &routing_key,
-                &body,
-                Some(expiration),
-                true,
-            )
-            .await;
+            let sent = session
+                .publish(exchange, &routing_key, &body, Some(expiration), true)
+                .await;
             match sent {
                 Err(PublishError::Unroutable(_)) => {
                     tokio::time::sleep(UNROUTABLE_RETRY).await;
@@ -811,12 +861,14 @@ impl RpcClient {
         let request = self.request(ctx, method, args);
         let inner = &self.transport.inner;
         let session = self.transport.session().await?;
-        let channel = &session.channel;
         if self.target.fanout {
-            declare_fanout_exchange_with(channel, &self.target.topic, &inner.options).await?;
+            declare_fanout_exchange_with(&session.publisher(), &self.target.topic, &inner.options)
+                .await?;
             let exchange = fanout_exchange_name(&self.target.topic);
             tracing::debug!(%exchange, %method, "fanout cast");
-            publish(channel, &exchange, "", &request.encode(), None, false).await?;
+            session
+                .publish(&exchange, "", &request.encode(), None, false)
+                .await?;
         } else {
             let exchange = self.exchange();
             let routing_key = self.target.routing_key();
@@ -824,15 +876,9 @@ impl RpcClient {
             session
                 .declare_exchange_once(exchange, &inner.options)
                 .await?;
-            publish(
-                channel,
-                exchange,
-                &routing_key,
-                &request.encode(),
-                None,
-                false,
-            )
-            .await?;
+            session
+                .publish(exchange, &routing_key, &request.encode(), None, false)
+                .await?;
         }
         Ok(())
     }

@@ -192,6 +192,15 @@ impl Broker {
         std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
 
+    /// Stops the node as an operator would (`rabbitmqctl stop`), waiting until its port closes.
+    pub fn stop(&self) {
+        self.must(&["stop"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.listening() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILLs the broker's Erlang VM.
     pub fn kill(&self) {
         let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
