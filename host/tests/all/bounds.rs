@@ -39,16 +39,6 @@ async fn client(topic: &str) -> RpcClient {
         .build()
 }
 
-/// A field of /proc/PID/status, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
-
 /// Resets the peak RSS (VmHWM) of a process we started.
 fn reset_peak(pid: u32) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
@@ -73,7 +63,7 @@ async fn peak_of_four(
     for call in calls {
         outcomes.push(call.await.unwrap());
     }
-    (status_kib(host.pid(), "VmHWM:"), outcomes)
+    (host.status_kib("VmHWM:"), outcomes)
 }
 
 fn assert_reply_too_large(what: &str, outcomes: &[Result<Value, RpcError>]) {
@@ -105,7 +95,7 @@ async fn huge_results_are_refused_before_they_are_lifted() {
     let c = client(&topic).await;
     let ok: String = c.call(&Map::new(), "ok", json!({})).await.unwrap();
     assert_eq!(ok, "ok");
-    let idle = status_kib(host.pid(), "VmRSS:");
+    let idle = host.status_kib("VmRSS:");
     let cases: [(&str, &'static str, Value); 7] = [
         (
             "list<u8> of 40 MB",

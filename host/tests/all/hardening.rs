@@ -321,16 +321,6 @@ async fn a_lost_consumer_is_resubscribed() {
     let _ = admin.close(200, "done".into()).await;
 }
 
-/// The host's resident set, from /proc/PID/status, in KiB.
-fn rss_kib(host: &Host) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
-
 /// Hostile message number `i` (of about 20 kinds): every attack of issue 9, garbage, bad
 /// properties, oversized and deep bodies. Its routing key and properties too.
 fn hostile(i: usize, caller: &RawCaller) -> (String, Vec<u8>, lapin::BasicProperties) {
@@ -465,7 +455,7 @@ async fn delivery_soak(total: usize) -> Soak {
     let warm = publish_mix(&caller, 0, 200).await;
     collect_good(&mut caller, warm, &mut answered).await;
     assert_eq!(answered.len(), warm, "{}", host.log());
-    let rss_before = rss_kib(&host);
+    let rss_before = host.rss_kib();
     let started = Instant::now();
     let good = publish_mix(&caller, 200, 200 + total).await;
     collect_good(&mut caller, warm + good, &mut answered).await;
@@ -478,7 +468,7 @@ async fn delivery_soak(total: usize) -> Soak {
         warm + good,
         host.log()
     );
-    let rss_after = rss_kib(&host);
+    let rss_after = host.rss_kib();
     let log = host.log();
     assert!(!log.contains("panicked"), "{log}");
     assert!(!log.contains("lost RabbitMQ"), "{log}");

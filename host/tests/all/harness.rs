@@ -141,6 +141,22 @@ impl Host {
     }
 
     /// The host's process id (for /proc/PID/status and for sending signals).
+    /// A `/proc/PID/status` field of the host in KiB (`"VmRSS:"`, `"VmHWM:"`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+    }
+
+    /// The host's resident set in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -316,16 +316,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// The host's resident set, from /proc/PID/status, in KiB.
-fn rss_kib(host: &Host) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
-
 /// `calls` hostile calls, 16 at a time, cycling through spin, memory bomb, recursion, panic and a
 /// too-large reply; every one must end in its failure (or, on a loaded machine, in the short
 /// deadline, which may come first). Returns how many ended in each class.
@@ -368,10 +358,10 @@ async fn memory_stays_bounded_under_hostile_calls() {
     let host = hostile_host(&topic, 100);
     let c = hostile_client(&topic).await;
     hostile_mix(&c, 100).await;
-    let before = rss_kib(&host);
+    let before = host.rss_kib();
     hostile_mix(&c, 500).await;
     ok(&c).await;
-    let after = rss_kib(&host);
+    let after = host.rss_kib();
     eprintln!("host RSS after 100 warm-up hostile calls {before} KiB, after 500 more {after} KiB");
     assert!(
         after < before + 128 * 1024,
@@ -420,14 +410,14 @@ async fn soak_measurements() {
     );
     drop(default_host);
 
-    let start_rss = rss_kib(&host);
+    let start_rss = host.rss_kib();
     let started = Instant::now();
     hostile_mix(&c, 1_000).await;
-    let warm_rss = rss_kib(&host);
+    let warm_rss = host.rss_kib();
     let classes = hostile_mix(&c, 10_000).await;
     println!("the 10,000 hostile calls ended in {classes:?}");
     ok(&c).await;
-    let end_rss = rss_kib(&host);
+    let end_rss = host.rss_kib();
     println!(
         "host RSS: {start_rss} KiB at start, {warm_rss} KiB after 1,000 warm-up hostile calls, \
          {end_rss} KiB after 10,000 more ({:?} in all)",
