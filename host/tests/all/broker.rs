@@ -187,6 +187,12 @@ impl Broker {
         assert!(status.success());
     }
 
+    /// The process id of the node's Erlang VM.
+    pub fn pid(&self) -> u32 {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
+        pid.trim().parse().unwrap()
+    }
+
     /// Whether the node's AMQP port accepts connections.
     pub fn listening(&self) -> bool {
         std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()

@@ -57,6 +57,21 @@ impl Cluster {
             .position(|n| line.contains(&format!("<{}.", n.node)))
     }
 
+    /// The node through which queue `queue` is consumed: the node of the consumer's channel. A
+    /// Python oslo server holds several connections (a listener and a pool for replies); the
+    /// node that matters for its service is the listener's.
+    pub fn consumer_node(&self, queue: &str) -> Option<usize> {
+        let up = self.nodes.iter().find(|n| n.listening())?;
+        let out = up.ctl(&["list_consumers", "-q", "queue_name", "channel_pid"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(queue))?;
+        self.nodes
+            .iter()
+            .position(|n| line.contains(&format!("<{}.", n.node)))
+    }
+
     /// Waits (up to 30 s) until node `i` can go without a quorum queue losing its majority:
     /// a node restarted a moment ago may still be catching up.
     pub fn await_not_quorum_critical(&self, i: usize) {

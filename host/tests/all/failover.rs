@@ -338,6 +338,16 @@ async fn node_of(cluster: &Arc<Cluster>, name: &str) -> Option<usize> {
         .unwrap()
 }
 
+/// [`Cluster::consumer_node`] of the topic queue, off the async runtime: the node a server
+/// (fjord-host or the Python one) is served through.
+async fn server_node(cluster: &Arc<Cluster>, topic: &str) -> usize {
+    let (c, t) = (cluster.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || c.consumer_node(&t))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("nobody consumes {topic}"))
+}
+
 fn print_row(server: &str, fault: &str, client: &str, r: &Row) {
     println!(
         "| {server} | {fault} | {client} | {} | {} | {} | {} | {} |",
@@ -494,9 +504,7 @@ async fn nodes_killed_under_load_lose_no_call() {
         ("kill -9 of its next node", Fault::Kill),
         ("SIGSTOP of its node", Fault::Freeze),
     ] {
-        let victim = node_of(cluster, &name)
-            .await
-            .expect("the host has no connection");
+        let victim = server_node(cluster, &topic).await;
         let (fjord, oslo, casts) = under_load(scenario(&topic, kind, victim, victim, true)).await;
         check("fjord-host", fault, &fjord, &oslo, true);
         check_casts(fault, casts);
@@ -538,15 +546,13 @@ async fn nodes_killed_under_load_lose_no_call() {
 
     // The seed's Python oslo server in fjord-host's place, on the same faults.
     let topic = unique("cluster-py");
-    let (_server, name) = bench.python_server(&topic);
+    let _server = bench.python_server(&topic);
     for (fault, kind) in [
         ("kill -9 of the server's node", Fault::Kill),
         ("SIGSTOP of its node", Fault::Freeze),
         ("rolling restart of all nodes", Fault::RollingRestart),
     ] {
-        let victim = node_of(cluster, &name)
-            .await
-            .expect("the Python server has no connection");
+        let victim = server_node(cluster, &topic).await;
         let (fjord, oslo, _) = under_load(scenario(&topic, kind, victim, victim, false)).await;
         check("Python oslo server", fault, &fjord, &oslo, false);
     }
@@ -574,20 +580,21 @@ fn seconds(times: &[Option<f64>]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement of about 8 minutes: scripts/cluster-bench"]
 async fn repeated_node_losses_measurements() {
-    const HOST_KILLS: usize = 20;
-    const PYTHON_KILLS: usize = 5;
+    // FJORD_KILLS=host,python changes the counts (e.g. `5,5` for a quicker look).
+    let kills = std::env::var("FJORD_KILLS").unwrap_or_else(|_| "20,5".into());
+    let (host_kills, python_kills) = kills
+        .split_once(',')
+        .and_then(|(h, p)| Some((h.parse::<usize>().ok()?, p.parse::<usize>().ok()?)))
+        .expect("FJORD_KILLS=host,python");
     let bench = Bench::start();
     let cluster = &bench.cluster;
     let topic = unique("cluster");
     let host = Host::start(&host_config(&bench.url, &topic));
-    let name = format!("fjord-host:{}", host.pid());
     let (mut fjord_rec, mut oslo_rec, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     let (mut sent, mut counted) = (0, 0);
     let start_rss = host.rss_kib();
-    for i in 1..=HOST_KILLS {
-        let victim = node_of(cluster, &name)
-            .await
-            .expect("the host has no connection");
+    for i in 1..=host_kills {
+        let victim = server_node(cluster, &topic).await;
         let scenario = bench.scenario(&topic, Fault::Kill, victim, victim, true);
         let (fjord, oslo, casts) = under_load(scenario).await;
         let fault = format!("kill {i} of the host's node");
@@ -604,12 +611,10 @@ async fn repeated_node_losses_measurements() {
     drop(host);
 
     let topic = unique("cluster-py");
-    let (_server, name) = bench.python_server(&topic);
+    let _server = bench.python_server(&topic);
     let (mut py_fjord_rec, mut py_oslo_rec) = (Vec::new(), Vec::new());
-    for i in 1..=PYTHON_KILLS {
-        let victim = node_of(cluster, &name)
-            .await
-            .expect("the Python server has no connection");
+    for i in 1..=python_kills {
+        let victim = server_node(cluster, &topic).await;
         let scenario = bench.scenario(&topic, Fault::Kill, victim, victim, false);
         let (fjord, oslo, _) = under_load(scenario).await;
         check(
@@ -638,7 +643,7 @@ async fn repeated_node_losses_measurements() {
         );
     }
     println!(
-        "\ncasts across {HOST_KILLS} kills: {sent} confirmed, {counted} counted\n\
+        "\ncasts across {host_kills} kills: {sent} confirmed, {counted} counted\n\
          fjord-host RSS (KiB): {start_rss} before, after each kill: {}",
         rss.iter()
             .map(ToString::to_string)

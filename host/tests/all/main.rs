@@ -23,6 +23,7 @@ mod queue_options;
 mod redis_node;
 mod resilience;
 mod rpc;
+mod scaling;
 mod startup;
 mod wire;
 
