@@ -204,6 +204,10 @@ impl Dispatcher {
             .await
             .map_err(|failure| match failure {
                 GuestFailure::ResultTooLarge => result_too_large(method, max),
+                GuestFailure::Raised(raised) if raised.message.len() <= max => {
+                    Failure::new(raised.class, raised.module, raised.message)
+                }
+                GuestFailure::Raised(_) => too_large("error message", max),
                 other => guest_failure(other),
             })?;
         let result = match (results.into_iter().next(), &method.result) {
@@ -313,7 +317,16 @@ fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
 
 /// The longest `module` or `class` of a `remote-error` (Python names are far shorter; a longer
 /// one is a guest bug, not an exception to pass on).
-const MAX_REMOTE_NAME: usize = 255;
+pub const MAX_REMOTE_NAME: usize = 255;
+
+/// Whether a guest's `module` or `class` may be passed on as a caller's exception name: non-empty,
+/// at most [`MAX_REMOTE_NAME`] bytes, no whitespace or control characters (an oslo caller builds
+/// a class lookup from it).
+pub fn usable_remote_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_REMOTE_NAME
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
 
 /// The fields of a `remote-error { module, class, message }` (records are structural in the
 /// component model: any record of exactly these string fields is one), if the names are usable:
@@ -323,11 +336,7 @@ fn remote_error(fields: &[(String, Val)]) -> Option<(&str, &str, &str)> {
     else {
         return None;
     };
-    let usable = |name: &str| {
-        !name.is_empty()
-            && name.len() <= MAX_REMOTE_NAME
-            && !name.chars().any(|c| c.is_whitespace() || c.is_control())
-    };
+    let usable = usable_remote_name;
     let named = f1 == "module" && f2 == "class" && f3 == "message";
     (named && usable(module) && usable(class)).then_some((
         module.as_str(),
@@ -375,6 +384,10 @@ fn guest_failure(failure: GuestFailure) -> Failure {
         GuestFailure::Trap(_) | GuestFailure::HostCallTooLarge(_) => TRAP_CLASS,
         GuestFailure::Setup(_) => SANDBOX_CLASS,
         GuestFailure::ResultTooLarge => REPLY_TOO_LARGE_CLASS,
+        // Mapped by the caller of `Sandbox::call` (it knows the reply limit); never reached.
+        GuestFailure::Raised(raised) => {
+            return Failure::new(raised.class, raised.module, raised.message);
+        }
     };
     Failure::new(class, FJORD_MODULE, failure.to_string())
 }

@@ -213,3 +213,26 @@ pub fn config(servers: &[(&str, &str, &str)]) -> String {
 pub fn path_item(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
+
+/// The calculators every calculator test runs against: the Rust `endpoints/calculator` and the
+/// Python `endpoints/calculator-py` (same WIT, same answers), as `wasm()` names.
+pub const CALCULATORS: [&str; 2] = ["calculator", "calculator-py"];
+
+/// Runs each listed test function (`fn name(calculator: &str)`, async or not) once per calculator:
+/// as `rust_calculator::name` with `"calculator"` and `python_calculator::name` with
+/// `"calculator-py"` (the names of [`CALCULATORS`]), so a filter picks one language or both.
+#[macro_export]
+macro_rules! for_each_calculator {
+    ($(async: [$($a:ident),* $(,)?])? $(sync: [$($s:ident),* $(,)?])?) => {
+        /// Against the Rust calculator (`endpoints/calculator`).
+        mod rust_calculator {
+            $($( #[tokio::test] async fn $a() { super::$a($crate::harness::CALCULATORS[0]).await } )*)?
+            $($( #[test] fn $s() { super::$s($crate::harness::CALCULATORS[0]) } )*)?
+        }
+        /// Against the Python calculator (`endpoints/calculator-py`, built by scripts/build-python).
+        mod python_calculator {
+            $($( #[tokio::test] async fn $a() { super::$a($crate::harness::CALCULATORS[1]).await } )*)?
+            $($( #[test] fn $s() { super::$s($crate::harness::CALCULATORS[1]) } )*)?
+        }
+    };
+}
