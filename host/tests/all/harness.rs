@@ -23,6 +23,15 @@ pub fn wasm(name: &str) -> PathBuf {
     path
 }
 
+/// The fjord-host binary the tests run: `FJORD_HOST_BIN` when set (a copy kept apart from a
+/// target directory that another checkout's builds overwrite), else the one cargo built with
+/// these tests.
+pub fn host_bin() -> PathBuf {
+    std::env::var_os("FJORD_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fjord-host")))
+}
+
 /// A topic no other test uses, so tests can run in parallel on one broker.
 pub fn unique(prefix: &str) -> String {
     format!(
@@ -76,7 +85,7 @@ impl Host {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("fjord.toml");
         std::fs::write(&file, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-host"))
+        let mut child = Command::new(host_bin())
             .arg("--config")
             .arg(&file)
             .args(args)

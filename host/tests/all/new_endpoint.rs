@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// The `fjord` binary next to `fjord-host` (built here when `cargo test` did not build it yet).
 fn fjord() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fjord-host")).with_file_name("fjord");
+    let bin = crate::harness::host_bin().with_file_name("fjord");
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)

@@ -73,8 +73,8 @@ async fn exceptions_reach_fjords_client_as_a_python_server_raises_them() {
         host.log()
     );
     assert!(
-        traceback.iter().any(|l| l.contains("a // b")),
-        "the traceback names the failing line:\n{}",
+        traceback.iter().any(|l| l.contains("in floordiv")),
+        "the traceback names the failing function:\n{}",
         host.log()
     );
 
@@ -134,6 +134,10 @@ async fn exceptions_reach_fjords_client_as_a_python_server_raises_them() {
         "{}",
         host.log()
     );
+
+    // componentize-py's build-time hook `init` is no RPC method.
+    let e = remote(&c, &none, "init", json!({})).await;
+    assert_eq!(e.class, "NoSuchMethod", "{e:?}");
 
     // An exception the function catches itself is no failure.
     let fine: String = c.call(&none, "recover", json!({})).await.unwrap();
