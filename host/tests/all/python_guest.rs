@@ -246,3 +246,75 @@ fn the_oslo_client_gets_the_exceptions_of_a_python_endpoint() {
         assert_eq!(out[id]["exc_type"], class, "{id}: {}", out[id]);
     }
 }
+
+/// What a guest reports is bounded by the host: the message is cut at 64 KiB, then the reply limit
+/// applies; names over 255 bytes are not passed on; the memory cap and the deadline win over
+/// whatever Python raises on the way.
+#[tokio::test]
+async fn the_host_bounds_what_a_python_guest_reports() {
+    let (topic, small) = (unique("py-bounds"), unique("py-bounds-small"));
+    let pyfail = path_item(&wasm("pyfail"));
+    let _host = Host::start(&config(&[
+        (
+            &topic,
+            "server1",
+            &format!("{{ path = {pyfail}, memory_mib = 64, deadline_ms = 2000 }}"),
+        ),
+        (
+            &small,
+            "server1",
+            &format!("{{ path = {pyfail}, max_reply_kib = 32 }}"),
+        ),
+    ]));
+    let c = client(&topic).await;
+    let none = Map::new();
+    let long = "m".repeat(100 * 1024);
+    let e = remote(
+        &c,
+        &none,
+        "reject",
+        json!({"module": "builtins", "class": "ValueError", "message": long}),
+    )
+    .await;
+    assert_eq!(e.class, "ValueError");
+    assert_eq!(e.message.len(), 64 * 1024, "cut at 64 KiB");
+    let e = remote(
+        &client(&small).await,
+        &none,
+        "reject",
+        json!({"module": "builtins", "class": "ValueError", "message": "m".repeat(40 * 1024)}),
+    )
+    .await;
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str()),
+        ("ReplyTooLarge", "fjord")
+    );
+    let e = remote(
+        &c,
+        &none,
+        "reject",
+        json!({"module": "m".repeat(256), "class": "C", "message": "x"}),
+    )
+    .await;
+    assert_eq!(e.class, "GuestTrap", "a 256-byte module is not passed on");
+
+    let ten: u32 = c.call(&none, "hog", json!({"mib": 10})).await.unwrap();
+    assert_eq!(ten, 10);
+    let e = remote(&c, &none, "hog", json!({"mib": 200})).await;
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str()),
+        ("MemoryLimitExceeded", "fjord"),
+        "{e:?}"
+    );
+    let e = remote(&c, &none, "spin", json!({})).await;
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str()),
+        ("DeadlineExceeded", "fjord"),
+        "{e:?}"
+    );
+    let still: i64 = c
+        .call(&none, "floordiv", json!({"a": 4, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(still, 2);
+}

@@ -181,6 +181,19 @@ async fn every_failure_class(calculator: &str) {
         ("EndpointError", "plain text failure")
     );
 
+    // A Rust guest ends a call with an exception through fjord:endpoint/failure, whatever its
+    // function's result type (fjord_guest::failure::raise: report, then panic).
+    let e = remote(
+        &greet,
+        "raise_builtin",
+        json!({"class": "ValueError", "message": "not today"}),
+    )
+    .await;
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str(), e.message.as_str()),
+        ("ValueError", "builtins", "not today")
+    );
+
     // Traps and deadlines are fjord's own classes, and the next call is served normally.
     let e = remote(&greet, "crash", json!({})).await;
     assert_eq!(

@@ -40,3 +40,11 @@ class Pyfail:
             {}["missing"]
         except KeyError as e:
             return f"recovered from KeyError {e}"
+
+    def hog(self, ctx, mib):
+        block = bytearray(mib << 20)
+        return len(block) >> 20
+
+    def spin(self, ctx):
+        while True:
+            pass
