@@ -300,6 +300,19 @@ fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
             };
         }
     }
+    // A variant case carrying a remote-error (`variant e { not-found, remote(remote-error) }`)
+    // is the exception it carries, as the err of a `result<T, remote-error>` is.
+    if let Some(Val::Variant(_, Some(payload))) = e {
+        if let Val::Record(fields) = payload.as_ref() {
+            if let Some((module, class, message)) = remote_error(fields) {
+                return if message.len() <= max {
+                    Failure::new(class, module, message)
+                } else {
+                    too_large("error message", max)
+                };
+            }
+        }
+    }
     let module = interface.split('@').next().unwrap_or(interface);
     let (class, message) = match e {
         Some(Val::Enum(case)) | Some(Val::Variant(case, None)) => {
@@ -430,6 +443,28 @@ mod tests {
             assert_eq!(failure.class, "EndpointError", "{module:?} {class:?}");
             assert_eq!(failure.module, "fjord:x/y");
         }
+        // A variant case carrying one raises it too; a case carrying anything else is the case.
+        let carried = Val::Variant(
+            "remote".into(),
+            Some(Box::new(remote("builtins", "KeyError", "no such flavor"))),
+        );
+        let failure = endpoint_error("fjord:x/y@1.0.0", Some(&carried), 1000);
+        assert_eq!(
+            (
+                failure.class.as_str(),
+                failure.module.as_str(),
+                failure.message.as_str()
+            ),
+            ("KeyError", "builtins", "no such flavor")
+        );
+        let text = Val::Variant(
+            "invalid-input".into(),
+            Some(Box::new(Val::String("x".into()))),
+        );
+        assert_eq!(
+            endpoint_error("fjord:x/y@1.0.0", Some(&text), 1000).class,
+            "InvalidInput"
+        );
         // Another record is a value, not an exception.
         let other = Val::Record(vec![("code".into(), Val::U32(3))]);
         assert_eq!(
