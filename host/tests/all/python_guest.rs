@@ -153,8 +153,23 @@ async fn exceptions_reach_fjords_client_as_a_python_server_raises_them() {
 #[tokio::test]
 async fn context_and_logging_reach_the_python_guest_and_the_host() {
     let topic = unique("py-context");
-    let host = pyfail_host(&topic);
+    // Two Python endpoints on one server: componentize-py's `init` export of each is no method,
+    // so they do not clash.
+    let host = Host::start(&config(&[(
+        &topic,
+        "server1",
+        &format!(
+            "{}, {}",
+            path_item(&wasm("pyfail")),
+            path_item(&wasm("calculator-py"))
+        ),
+    )]));
     let c = client(&topic).await;
+    let five: i64 = c
+        .call(&Map::new(), "add", json!({"a": 2, "b": 3}))
+        .await
+        .unwrap();
+    assert_eq!(five, 5);
     let request_id = unique("req-py");
     let ctx = context(json!({
         "request_id": request_id, "user_id": "alice", "project_id": "p1",
