@@ -4,6 +4,8 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GUEST_TARGET=wasm32-wasip2
 GUEST_PACKAGES=(calculator calculator-next counter types greeter resourceful hostile stateful)
+# Python endpoints (scripts/build-python): endpoints/<name> or tests/components/<name>.
+PYTHON_GUESTS=(calculator-py pyfail)
 BROKER_HOST=127.0.0.1
 BROKER_PORT=5672
 BROKER_WAIT_SECS="${FJORD_BROKER_WAIT_SECS:-90}"
@@ -25,10 +27,17 @@ ensure_target() {
     fi
 }
 
-# .venv with oslo.messaging (the real Python oslo.messaging, for interop tests).
+# The componentize-py version interop/requirements.txt pins.
+componentize_py_pin() {
+    sed -n 's/^componentize-py==//p' "$ROOT/interop/requirements.txt"
+}
+
+# .venv with oslo.messaging (the real Python oslo.messaging, for interop tests) and componentize-py
+# (which builds Python endpoints, scripts/build-python), at the versions interop/requirements.txt pins.
 ensure_venv() {
     local py="$ROOT/.venv/bin/python"
-    if [ -x "$py" ] && "$py" -c 'import oslo_messaging' >/dev/null 2>&1; then
+    if [ -x "$py" ] && "$py" -c 'import oslo_messaging' >/dev/null 2>&1 \
+        && [ "$("$ROOT/.venv/bin/componentize-py" --version 2>/dev/null)" = "componentize-py $(componentize_py_pin)" ]; then
         return 0
     fi
     say "creating .venv with interop/requirements.txt"
@@ -38,6 +47,7 @@ ensure_venv() {
     "$py" -m pip install --quiet --upgrade pip
     "$py" -m pip install --quiet -r "$ROOT/interop/requirements.txt"
     "$py" -c 'import oslo_messaging' || die "oslo_messaging still not importable from .venv"
+    "$ROOT/.venv/bin/componentize-py" --version >/dev/null || die "componentize-py is missing from .venv"
 }
 
 broker_answers() {
@@ -89,13 +99,26 @@ ensure_redis() {
     done
 }
 
-# Build guest components (default: all of them) into target/wasm32-wasip2/release/<name>.wasm.
+# Build guest components (default: all of them, the Python ones too) into
+# target/wasm32-wasip2/release/<name>.wasm. Names in PYTHON_GUESTS are built by scripts/build-python
+# (componentize-py, from .venv), the others by cargo.
 build_guests() {
-    local pkgs=("$@") args=()
-    [ "${#pkgs[@]}" -gt 0 ] || pkgs=("${GUEST_PACKAGES[@]}")
-    for p in "${pkgs[@]}"; do args+=(-p "$p"); done
-    say "building guest components: ${pkgs[*]}"
-    (cd "$ROOT" && cargo build --release --target "$GUEST_TARGET" "${args[@]}")
+    local pkgs=("$@") args=() python=() p
+    [ "${#pkgs[@]}" -gt 0 ] || pkgs=("${GUEST_PACKAGES[@]}" "${PYTHON_GUESTS[@]}")
+    for p in "${pkgs[@]}"; do
+        if [[ " ${PYTHON_GUESTS[*]} " == *" $p "* ]]; then
+            python+=("$p")
+        else
+            args+=(-p "$p")
+        fi
+    done
+    if [ "${#args[@]}" -gt 0 ]; then
+        say "building guest components: ${args[*]}"
+        (cd "$ROOT" && cargo build --release --target "$GUEST_TARGET" "${args[@]}")
+    fi
+    if [ "${#python[@]}" -gt 0 ]; then
+        "$ROOT/scripts/build-python" "${python[@]}"
+    fi
 }
 
 # The fault-injection and TLS tests start a private RabbitMQ node and make certificates.

@@ -87,6 +87,7 @@ enum Command {
 enum New {
     /// A ready endpoint crate in ./NAME: WIT, Cargo.toml with fjord-guest, src/lib.rs; builds
     /// with `cargo build --release --target wasm32-wasip2` and prints its config line.
+    /// `--lang python`: app.py over fjord_guest and its WIT world, built by scripts/build-python.
     Endpoint {
         /// Lowercase words joined by '-' (the WIT package, interface and crate name).
         name: String,
@@ -383,14 +384,29 @@ fn new_endpoint(
     let made = fjord_cli::new::write(lang, name, dir, &guest)?;
     let absolute = std::path::absolute(&made).unwrap_or_else(|_| made.clone());
     println!("made {}", made.display());
-    println!(
-        "build:  cd {} && cargo build --release --target wasm32-wasip2",
-        made.display()
-    );
-    println!(
-        "serve:  add to a [[server]]'s endpoints in your fjord-host config: {}",
-        fjord_cli::new::config_line(name, &absolute)
-    );
+    let line = match lang {
+        fjord_cli::new::Lang::Rust => {
+            println!(
+                "build:  cd {} && cargo build --release --target wasm32-wasip2",
+                made.display()
+            );
+            fjord_cli::new::config_line(name, &absolute)
+        }
+        fjord_cli::new::Lang::Python => {
+            // componentize-py lives in the checkout's .venv, beside the script that runs it.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-python");
+            let script = std::fs::canonicalize(&script).unwrap_or(script);
+            let wasm = absolute.join(format!("{name}.wasm"));
+            println!(
+                "build:  {} --out {} {}",
+                script.display(),
+                wasm.display(),
+                absolute.display()
+            );
+            fjord_cli::new::python_config_line(name, &absolute)
+        }
+    };
+    println!("serve:  add to a [[server]]'s endpoints in your fjord-host config: {line}");
     println!("call:   fjord call --topic <topic> hello name=world");
     Ok(())
 }

@@ -7,6 +7,16 @@
 //! let files = fjord_cli::new::rust_endpoint("hello-world", std::path::Path::new("/src/fjord/guest-sdk")).unwrap();
 //! assert!(files.iter().any(|(path, _)| path == "wit/hello-world.wit"));
 //! ```
+//!
+//! `--lang python` makes a Python endpoint instead (`app.py` over the guest SDK `fjord_guest`, its
+//! WIT world with `fjord:endpoint` under `wit/deps/`), built by the checkout's
+//! `scripts/build-python` (componentize-py):
+//!
+//! ```
+//! let files = fjord_cli::new::python_endpoint("hello-world").unwrap();
+//! assert!(files.iter().any(|(path, _)| path == "app.py"));
+//! assert!(files.iter().any(|(path, _)| path == "wit/deps/endpoint/endpoint.wit"));
+//! ```
 
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -54,15 +64,7 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 pub fn rust_endpoint(name: &str, fjord_guest: &Path) -> anyhow::Result<Vec<(String, String)>> {
     check_name(name)?;
     let snake = name.replace('-', "_");
-    let camel: String = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
+    let camel = camel(name);
     let guest = toml_string(&fjord_guest.display().to_string());
     let cargo = format!(
         r#"[package]
@@ -164,6 +166,127 @@ Change `wit/{name}.wit` and `src/lib.rs` together: the WIT is what callers see.
     ])
 }
 
+/// `fjord:endpoint`, copied into a Python template: componentize-py needs every package of the
+/// world it builds, and the template must build outside this checkout too.
+const ENDPOINT_WIT: &str = include_str!("../../wit/endpoint/endpoint.wit");
+
+/// `hello-world` as a Python class name (`HelloWorld`), which is also what componentize-py calls
+/// the class implementing the exported interface `hello-world`.
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The files of a Python endpoint named `name`, as (relative path, contents): `app.py` over the
+/// guest SDK, `wit/NAME.wit` (the interface and a world that includes `fjord:endpoint/imports`),
+/// `wit/deps/endpoint/endpoint.wit`, a README and a `.gitignore`.
+pub fn python_endpoint(name: &str) -> anyhow::Result<Vec<(String, String)>> {
+    check_name(name)?;
+    let snake = name.replace('-', "_");
+    let class = camel(name);
+    let wit = format!(
+        r#"/// The {name} endpoint: oslo callers reach each function as an RPC method, version 1.0
+/// (the package version; a caller asking for no version asks for 1.0). Keyword arguments are
+/// named as the parameters. This WIT is what you write by hand; `app.py` implements it.
+package local:{name}@1.0.0;
+
+interface {name} {{
+  /// A greeting: `client.call(ctx, 'hello', name='world')` returns "Hello, world!".
+  hello: func(name: string) -> string;
+  /// `a + b`; an overflow is raised as the exception `Overflow`.
+  add: func(a: s64, b: s64) -> result<s64, add-error>;
+
+  variant add-error {{
+    overflow,
+  }}
+}}
+
+/// componentize-py builds one world: the interface exported, what fjord-host gives imported.
+world {name}-endpoint {{
+  include fjord:endpoint/imports@0.1.0;
+  export {name};
+}}
+"#
+    );
+    let app = format!(
+        r#""""The {name} endpoint, served by fjord-host as oslo.messaging RPC methods.
+
+Build (in the fjord checkout): scripts/build-python --out {name}/{name}.wasm {name}
+"""
+
+import logging
+
+from fjord_guest import Err, RemoteError, endpoint
+from wit_world.exports.{snake} import AddError_Overflow
+
+LOG = logging.getLogger(__name__)
+
+S64_MAX = (1 << 63) - 1
+
+
+@endpoint
+class {class}:
+    """componentize-py serves the class named after the interface, `{name}` -> `{class}`."""
+
+    def hello(self, ctx, name):
+        LOG.info("hello from %s", ctx.user or "anonymous")   # to the host's log
+        if not name:
+            raise RemoteError.builtin("ValueError", "name must not be empty")
+        return f"Hello, {{name}}!"
+
+    def add(self, ctx, a, b):
+        if not -S64_MAX - 1 <= a + b <= S64_MAX:
+            raise Err(AddError_Overflow())                    # the caller gets Overflow
+        return a + b
+"#
+    );
+    let readme = format!(
+        r#"# {name}
+
+A fjord endpoint in Python. Build it (in the fjord checkout, which has componentize-py in `.venv`
+after `scripts/setup`), serve it, call it:
+
+```sh
+scripts/build-python --out {name}/{name}.wasm {name}
+# add to the [[server]] of your fjord-host config:
+#   endpoints = [{line}]
+fjord call --topic <topic> hello name=world
+```
+
+Change `wit/{name}.wit` and `app.py` together: the WIT is what callers see. `wit/deps/endpoint`
+is fjord's `fjord:endpoint` (context, log, failure), which `fjord_guest` uses.
+An uncaught exception reaches the caller as a Python server's would (a `ZeroDivisionError` is
+raised as itself by oslo's client); its traceback goes to the host's log.
+"#,
+        line = python_config_line(name, Path::new(name))
+    );
+    Ok(vec![
+        ("app.py".into(), app),
+        (format!("wit/{name}.wit"), wit),
+        (
+            "wit/deps/endpoint/endpoint.wit".into(),
+            ENDPOINT_WIT.to_string(),
+        ),
+        ("README.md".into(), readme),
+        (
+            ".gitignore".into(),
+            "*.wasm\n*.wasm.digest\n__pycache__/\n".into(),
+        ),
+    ])
+}
+
+/// The `endpoints` item that serves the Python endpoint made in `dir` (built with
+/// `scripts/build-python --out DIR/NAME.wasm DIR`).
+pub fn python_config_line(name: &str, dir: &Path) -> String {
+    toml_string(&dir.join(format!("{name}.wasm")).display().to_string())
+}
+
 /// The `endpoints` item that serves the crate made in `dir`.
 pub fn config_line(name: &str, dir: &Path) -> String {
     let wasm = dir
@@ -182,9 +305,7 @@ fn toml_string(s: &str) -> String {
 pub fn write(lang: Lang, name: &str, parent: &Path, fjord_guest: &Path) -> anyhow::Result<PathBuf> {
     let files = match lang {
         Lang::Rust => rust_endpoint(name, fjord_guest)?,
-        Lang::Python => bail!(
-            "--lang python: no Python template yet (it comes with Python guests); use --lang rust"
-        ),
+        Lang::Python => python_endpoint(name)?,
     };
     let dir = parent.join(name);
     if dir.exists() {
@@ -228,15 +349,26 @@ mod tests {
     }
 
     #[test]
-    fn python_says_not_yet() {
-        let e = write(
-            Lang::Python,
-            "x",
-            Path::new("/nonexistent"),
-            Path::new("/g"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("--lang python"), "{e}");
+    fn the_python_template_names_its_class_after_the_interface() {
+        let files = python_endpoint("hello-world").unwrap();
+        let file = |name: &str| {
+            files
+                .iter()
+                .find(|(path, _)| path == name)
+                .map(|(_, text)| text.as_str())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert!(file("app.py").contains("class HelloWorld:"));
+        assert!(file("app.py").contains("from wit_world.exports.hello_world import"));
+        assert!(file("wit/hello-world.wit").contains("include fjord:endpoint/imports@0.1.0;"));
+        assert!(file("wit/deps/endpoint/endpoint.wit").contains("package fjord:endpoint@0.1.0;"));
+        assert!(
+            file("README.md").contains("scripts/build-python --out hello-world/hello-world.wasm")
+        );
+        assert_eq!(
+            python_config_line("hello-world", Path::new("/tmp/hello-world")),
+            "\"/tmp/hello-world/hello-world.wasm\""
+        );
+        assert!(python_endpoint("Bad").is_err());
     }
 }

@@ -8,6 +8,8 @@
 //! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros;
 //! - [`RemoteError`]: raise exactly the exception class an oslo caller expects (`fjord:endpoint/types`);
 //! - [`keyvalue`]: buckets of `wasi:keyvalue` (state kept between calls): open, get, set, increment...
+//! - [`failure`]: end a call with exactly the exception it names, from any function (the Python
+//!   SDK uses the same import for uncaught exceptions).
 //!
 //! The endpoint crate runs its own `wit_bindgen::generate!` for the world that exports its interface;
 //! the imports used here are merged into the component when it is linked (no need to mention
@@ -109,6 +111,40 @@ impl std::fmt::Display for RemoteError {
 impl std::error::Error for RemoteError {}
 
 use bindings::fjord::endpoint::log as log_import;
+
+/// `fjord:endpoint/failure`: end the call with an exception, whatever the function's WIT result.
+///
+/// A function returning `result<T, remote-error>` should return `Err(RemoteError)`; these are for
+/// the others (a function `-> s64` that finds it cannot answer), and for adapters of languages
+/// with exceptions.
+pub mod failure {
+    use super::{bindings::fjord::endpoint::failure as import, RemoteError};
+
+    /// Tell the host what the call is failing with: if the call then traps (panics), the caller
+    /// gets `error` instead of `GuestTrap`, and `traceback` goes to the host log. If the call
+    /// returns normally instead, the report is dropped. The first report of a call counts.
+    ///
+    /// ```ignore
+    /// fjord_guest::failure::report(&fjord_guest::RemoteError::builtin("ValueError", "bad"), "");
+    /// ```
+    pub fn report(error: &RemoteError, traceback: &str) {
+        import::raise(error, traceback)
+    }
+
+    /// End the call with `error`: report it, then panic (the trap that ends the call).
+    ///
+    /// ```ignore
+    /// fn add(a: i64, b: i64) -> i64 {
+    ///     a.checked_add(b).unwrap_or_else(|| {
+    ///         fjord_guest::failure::raise(fjord_guest::RemoteError::builtin("OverflowError", "a + b"))
+    ///     })
+    /// }
+    /// ```
+    pub fn raise(error: RemoteError) -> ! {
+        report(&error, "");
+        panic!("{error}")
+    }
+}
 
 /// The oslo.messaging request context of the call being served: the caller's `ctxt` dict.
 ///

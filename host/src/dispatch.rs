@@ -204,6 +204,10 @@ impl Dispatcher {
             .await
             .map_err(|failure| match failure {
                 GuestFailure::ResultTooLarge => result_too_large(method, max),
+                GuestFailure::Raised(raised) if raised.message.len() <= max => {
+                    Failure::new(raised.class, raised.module, raised.message)
+                }
+                GuestFailure::Raised(_) => too_large("error message", max),
                 other => guest_failure(other),
             })?;
         let result = match (results.into_iter().next(), &method.result) {
@@ -296,6 +300,19 @@ fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
             };
         }
     }
+    // A variant case carrying a remote-error (`variant e { not-found, remote(remote-error) }`)
+    // is the exception it carries, as the err of a `result<T, remote-error>` is.
+    if let Some(Val::Variant(_, Some(payload))) = e {
+        if let Val::Record(fields) = payload.as_ref() {
+            if let Some((module, class, message)) = remote_error(fields) {
+                return if message.len() <= max {
+                    Failure::new(class, module, message)
+                } else {
+                    too_large("error message", max)
+                };
+            }
+        }
+    }
     let module = interface.split('@').next().unwrap_or(interface);
     let (class, message) = match e {
         Some(Val::Enum(case)) | Some(Val::Variant(case, None)) => {
@@ -313,7 +330,16 @@ fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
 
 /// The longest `module` or `class` of a `remote-error` (Python names are far shorter; a longer
 /// one is a guest bug, not an exception to pass on).
-const MAX_REMOTE_NAME: usize = 255;
+pub const MAX_REMOTE_NAME: usize = 255;
+
+/// Whether a guest's `module` or `class` may be passed on as a caller's exception name: non-empty,
+/// at most [`MAX_REMOTE_NAME`] bytes, no whitespace or control characters (an oslo caller builds
+/// a class lookup from it).
+pub fn usable_remote_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_REMOTE_NAME
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
 
 /// The fields of a `remote-error { module, class, message }` (records are structural in the
 /// component model: any record of exactly these string fields is one), if the names are usable:
@@ -323,11 +349,7 @@ fn remote_error(fields: &[(String, Val)]) -> Option<(&str, &str, &str)> {
     else {
         return None;
     };
-    let usable = |name: &str| {
-        !name.is_empty()
-            && name.len() <= MAX_REMOTE_NAME
-            && !name.chars().any(|c| c.is_whitespace() || c.is_control())
-    };
+    let usable = usable_remote_name;
     let named = f1 == "module" && f2 == "class" && f3 == "message";
     (named && usable(module) && usable(class)).then_some((
         module.as_str(),
@@ -375,6 +397,10 @@ fn guest_failure(failure: GuestFailure) -> Failure {
         GuestFailure::Trap(_) | GuestFailure::HostCallTooLarge(_) => TRAP_CLASS,
         GuestFailure::Setup(_) => SANDBOX_CLASS,
         GuestFailure::ResultTooLarge => REPLY_TOO_LARGE_CLASS,
+        // Mapped by the caller of `Sandbox::call` (it knows the reply limit); never reached.
+        GuestFailure::Raised(raised) => {
+            return Failure::new(raised.class, raised.module, raised.message);
+        }
     };
     Failure::new(class, FJORD_MODULE, failure.to_string())
 }
@@ -417,6 +443,28 @@ mod tests {
             assert_eq!(failure.class, "EndpointError", "{module:?} {class:?}");
             assert_eq!(failure.module, "fjord:x/y");
         }
+        // A variant case carrying one raises it too; a case carrying anything else is the case.
+        let carried = Val::Variant(
+            "remote".into(),
+            Some(Box::new(remote("builtins", "KeyError", "no such flavor"))),
+        );
+        let failure = endpoint_error("fjord:x/y@1.0.0", Some(&carried), 1000);
+        assert_eq!(
+            (
+                failure.class.as_str(),
+                failure.module.as_str(),
+                failure.message.as_str()
+            ),
+            ("KeyError", "builtins", "no such flavor")
+        );
+        let text = Val::Variant(
+            "invalid-input".into(),
+            Some(Box::new(Val::String("x".into()))),
+        );
+        assert_eq!(
+            endpoint_error("fjord:x/y@1.0.0", Some(&text), 1000).class,
+            "InvalidInput"
+        );
         // Another record is a value, not an exception.
         let other = Val::Record(vec![("code".into(), Val::U32(3))]);
         assert_eq!(

@@ -1,8 +1,9 @@
-//! What the host gives every guest (`wit/endpoint`): the request context of the call, the log, and
-//! the `remote-error` type.
+//! What the host gives every guest (`wit/endpoint`): the request context of the call, the log,
+//! the `remote-error` type, and `failure.raise` (the exception a guest is about to trap with).
 
+use crate::dispatch::usable_remote_name;
 use crate::guest_log;
-use crate::sandbox::GuestState;
+use crate::sandbox::{GuestState, Raised};
 use serde_json::{Map, Value};
 use wasmtime::component::{HasSelf, Linker};
 
@@ -11,7 +12,11 @@ wasmtime::component::bindgen!({
     world: "imports",
 });
 
-use fjord::endpoint::{context, log, types};
+use fjord::endpoint::{context, failure, log, types};
+
+/// The longest exception message a guest may report through `failure.raise`; the rest is cut (at
+/// a character boundary). The reply limit (`max_reply_kib`) still applies to what is kept.
+pub const MAX_RAISED_MESSAGE: usize = 64 * 1024;
 
 /// The call a store serves: which endpoint and method, and the caller's context.
 #[derive(Debug, Default)]
@@ -69,5 +74,41 @@ impl log::Host for GuestState {
     fn log(&mut self, level: log::Level, message: String) {
         let kept = self.log.take(&message);
         guest_log::write(&self.call, None, level, kept);
+    }
+}
+
+impl failure::Host for GuestState {
+    /// Records the exception the guest is failing with, for the trap that follows (see
+    /// `Sandbox::call`), and logs its traceback tagged with the call. Everything here comes from
+    /// the guest: unusable names are logged and ignored (the trap stays a `GuestTrap`), the
+    /// message is cut to [`MAX_RAISED_MESSAGE`], the traceback counts against the call's log
+    /// share, and only the first report of a call is kept.
+    fn raise(&mut self, error: types::RemoteError, traceback: String) {
+        let request_id = self.call.request_id().unwrap_or("-");
+        if self.raised.is_some() {
+            tracing::debug!(
+                endpoint = %self.call.endpoint, method = %self.call.method, request_id,
+                "the guest reported a second exception; the first is kept"
+            );
+            return;
+        }
+        if !usable_remote_name(&error.module) || !usable_remote_name(&error.class) {
+            tracing::warn!(
+                endpoint = %self.call.endpoint, method = %self.call.method, request_id,
+                "the guest reported an exception with an unusable module or class \
+                 (empty, over 255 bytes, or with whitespace); ignored"
+            );
+            return;
+        }
+        let kept = self.log.take(&traceback);
+        if !kept.is_empty() {
+            guest_log::write(&self.call, Some("traceback"), log::Level::Error, kept);
+        }
+        let message = guest_log::prefix(&error.message, MAX_RAISED_MESSAGE).to_string();
+        self.raised = Some(Raised {
+            module: error.module,
+            class: error.class,
+            message,
+        });
     }
 }

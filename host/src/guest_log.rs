@@ -41,7 +41,7 @@ impl LogBudget {
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
+pub fn prefix(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -86,6 +86,10 @@ fn emit(call: &CallInfo, stream: Option<&str>, level: Level, line: &str) {
     let request_id = call.request_id().unwrap_or("-");
     let (endpoint, method) = (&call.endpoint, &call.method);
     match (stream, level) {
+        // A traceback the guest reported with its exception (`fjord:endpoint/failure`).
+        (Some(stream), Level::Error) => {
+            tracing::error!(%endpoint, %method, request_id, stream, "{line}")
+        }
         // stdout and stderr are always info, as before the log import existed.
         (Some(stream), _) => {
             tracing::info!(%endpoint, %method, request_id, stream, "{line}")

@@ -85,6 +85,20 @@ pub enum GuestFailure {
     /// budget of `0` bytes: the call trapped before the host allocated it.
     #[error("guest trapped: it passed more than {0} bytes of data to one host call")]
     HostCallTooLarge(usize),
+    /// The guest reported the exception it was dying of (`fjord:endpoint/failure.raise`), then
+    /// trapped: the caller gets that exception instead of a `GuestTrap`.
+    #[error("{}.{}: {}", .0.module, .0.class, .0.message)]
+    Raised(Raised),
+}
+
+/// An exception a guest reported through `fjord:endpoint/failure.raise`, checked: `module` and
+/// `class` are usable names (`dispatch::usable_remote_name`), `message` at most
+/// [`guest_api::MAX_RAISED_MESSAGE`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    pub module: String,
+    pub class: String,
+    pub message: String,
 }
 
 /// How wasmtime says that lifting values out of the guest ran out of hostcall fuel (its error
@@ -100,6 +114,8 @@ pub struct GuestState {
     keyvalue: CallKeyvalue,
     /// The log import's share of the host's log in this call.
     pub(crate) log: LogBudget,
+    /// The exception the guest said it is failing with, if it did (the first report counts).
+    pub(crate) raised: Option<Raised>,
 }
 
 impl GuestState {
@@ -261,6 +277,7 @@ impl Sandbox {
                 call: call.clone(),
                 keyvalue: CallKeyvalue::new(self.keyvalue.clone(), capabilities.keyvalue.clone()),
                 log: LogBudget::default(),
+                raised: None,
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -299,8 +316,21 @@ impl Sandbox {
         let stderr = log_output(&call, "stderr", &stderr);
         guest_log::warn_dropped(&call, "log", store.data().log.dropped());
         crate::metrics::get().memory_peak(&call.endpoint, store.data().limiter.peak);
+        let raised = store.data_mut().raised.take();
         match outcome {
-            Ok(Ok(results)) => Ok(results),
+            Ok(Ok(results)) => {
+                if let Some(raised) = raised {
+                    // The guest reported an exception but then returned: it handled it (or the
+                    // report came from a library). What it returned is the answer.
+                    tracing::debug!(
+                        endpoint = %call.endpoint, method = %call.method,
+                        request_id = call.request_id().unwrap_or("-"),
+                        "the guest reported {}.{} but returned normally; report dropped",
+                        raised.module, raised.class
+                    );
+                }
+                Ok(results)
+            }
             Err(_elapsed) => Err(GuestFailure::Deadline(limits.deadline)),
             Ok(Err(error)) => {
                 if store.data().limiter.memory_hit {
@@ -315,6 +345,11 @@ impl Sandbox {
                     } else {
                         Err(GuestFailure::ResultTooLarge)
                     }
+                } else if let Some(raised) = raised {
+                    // Deadline, memory and size failures above are fjord's and win (a Python
+                    // guest out of memory raises MemoryError first); a trap after a report is
+                    // the exception the guest reported.
+                    Err(GuestFailure::Raised(raised))
                 } else {
                     Err(GuestFailure::Trap(trap_message(&error, &stderr)))
                 }

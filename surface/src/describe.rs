@@ -158,6 +158,16 @@ pub fn describe_wit_text(wit: &str) -> Result<ComponentDescription, InspectError
     Ok(describe_world(&resolve, world))
 }
 
+/// componentize-py's pre-initialisation hook: a component it builds (a Python endpoint) keeps
+/// exporting the instance `exports` with `init`, which component-init called once while building.
+/// It is not the endpoint's interface: served, it would be an RPC method `init` in every Python
+/// endpoint, and two Python endpoints of one server would clash on it.
+fn is_build_hook(key: &WorldKey, iface: &wit_parser::Interface) -> bool {
+    matches!(key, WorldKey::Name(name) if name == "exports")
+        && iface.functions.len() == 1
+        && iface.functions.contains_key("init")
+}
+
 /// The exported interfaces of a decoded world. Interfaces of the `wasi` namespace (a command's
 /// `wasi:cli/run`) are not RPC endpoints and are left out.
 fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDescription {
@@ -168,7 +178,7 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
             WorldItem::Interface { id, .. } => {
                 let iface = &resolve.interfaces[*id];
                 let package = iface.package.map(|p| &resolve.packages[p].name);
-                if package.is_some_and(|p| p.namespace == "wasi") {
+                if package.is_some_and(|p| p.namespace == "wasi") || is_build_hook(key, iface) {
                     continue;
                 }
                 let methods = iface
@@ -320,6 +330,16 @@ mod tests {
         }
         world w { export calculator; }
     "#;
+
+    #[test]
+    fn componentize_pys_init_hook_is_no_endpoint() {
+        let d = describe_wit(
+            "package a:b;\ninterface api { hi: func() -> u32; }\n\
+             world w { export exports: interface { init: func(app-name: string) -> result<_, string>; } export api; }",
+        );
+        let names: Vec<&str> = d.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["api"]);
+    }
 
     #[test]
     fn describes_exported_interfaces() {

@@ -386,7 +386,7 @@ async fn a_stuck_log_sink_never_blocks_a_call() {
         path_item(&wasm("hostile"))
     );
     std::fs::write(&file, config(&[(&topic, "server1", &item)])).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-host"))
+    let mut child = Command::new(crate::harness::host_bin())
         .arg("--config")
         .arg(&file)
         .env("RUST_LOG", "info,lapin=warn")

@@ -23,6 +23,15 @@ pub fn wasm(name: &str) -> PathBuf {
     path
 }
 
+/// The fjord-host binary the tests run: `FJORD_HOST_BIN` when set (a copy kept apart from a
+/// target directory that another checkout's builds overwrite), else the one cargo built with
+/// these tests.
+pub fn host_bin() -> PathBuf {
+    std::env::var_os("FJORD_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fjord-host")))
+}
+
 /// A topic no other test uses, so tests can run in parallel on one broker.
 pub fn unique(prefix: &str) -> String {
     format!(
@@ -76,7 +85,7 @@ impl Host {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("fjord.toml");
         std::fs::write(&file, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fjord-host"))
+        let mut child = Command::new(host_bin())
             .arg("--config")
             .arg(&file)
             .args(args)
@@ -228,4 +237,27 @@ pub fn config(servers: &[(&str, &str, &str)]) -> String {
 /// A TOML string literal of a path.
 pub fn path_item(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
+}
+
+/// The calculators every calculator test runs against: the Rust `endpoints/calculator` and the
+/// Python `endpoints/calculator-py` (same WIT, same answers), as `wasm()` names.
+pub const CALCULATORS: [&str; 2] = ["calculator", "calculator-py"];
+
+/// Runs each listed test function (`fn name(calculator: &str)`, async or not) once per calculator:
+/// as `rust_calculator::name` with `"calculator"` and `python_calculator::name` with
+/// `"calculator-py"` (the names of [`CALCULATORS`]), so a filter picks one language or both.
+#[macro_export]
+macro_rules! for_each_calculator {
+    ($(async: [$($a:ident),* $(,)?])? $(sync: [$($s:ident),* $(,)?])?) => {
+        /// Against the Rust calculator (`endpoints/calculator`).
+        mod rust_calculator {
+            $($( #[tokio::test] async fn $a() { super::$a($crate::harness::CALCULATORS[0]).await } )*)?
+            $($( #[test] fn $s() { super::$s($crate::harness::CALCULATORS[0]) } )*)?
+        }
+        /// Against the Python calculator (`endpoints/calculator-py`, built by scripts/build-python).
+        mod python_calculator {
+            $($( #[tokio::test] async fn $a() { super::$a($crate::harness::CALCULATORS[1]).await } )*)?
+            $($( #[test] fn $s() { super::$s($crate::harness::CALCULATORS[1]) } )*)?
+        }
+    };
 }

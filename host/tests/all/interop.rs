@@ -10,6 +10,17 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+// The tests that call the calculator run against the Rust one and the Python one.
+crate::for_each_calculator! {
+    async: [python_and_fjord_servers_share_a_topic]
+    sync: [
+        founding_scenario_from_python,
+        python_sees_the_exceptions_a_python_server_raises,
+        python_passes_every_kind_of_value,
+        casts_and_fanout_casts_from_python_reach_fjord,
+    ]
+}
+
 /// Runs cases through the real oslo.messaging client; returns each case's outcome by id.
 pub fn oslo_client(topic: &str, cases: &[Value]) -> HashMap<String, Value> {
     let mut child = Command::new(python())
@@ -44,22 +55,21 @@ pub fn oslo_client(topic: &str, cases: &[Value]) -> HashMap<String, Value> {
     outcomes
 }
 
-fn calculator_host(topic: &str) -> Host {
+fn calculator_host(calculator: &str, topic: &str) -> Host {
     Host::start(&config(&[(
         topic,
         "server1",
         &format!(
             "{}, {{ path = {}, namespace = \"greet\" }}",
-            path_item(&wasm("calculator")),
+            path_item(&wasm(calculator)),
             path_item(&wasm("greeter"))
         ),
     )]))
 }
 
-#[test]
-fn founding_scenario_from_python() {
+fn founding_scenario_from_python(calculator: &str) {
     let topic = unique("interop-founding");
-    let _host = calculator_host(&topic);
+    let _host = calculator_host(calculator, &topic);
     let output = Command::new(python())
         .arg(workspace().join("interop/oslo_client.py"))
         .args(["--url", URL, "--topic", &topic, "--scenario"])
@@ -74,10 +84,9 @@ fn founding_scenario_from_python() {
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["5", "5"]);
 }
 
-#[test]
-fn python_sees_the_exceptions_a_python_server_raises() {
+fn python_sees_the_exceptions_a_python_server_raises(calculator: &str) {
     let topic = unique("interop-failures");
-    let _host = calculator_host(&topic);
+    let _host = calculator_host(calculator, &topic);
     let out = oslo_client(
         &topic,
         &[
@@ -142,10 +151,9 @@ fn python_sees_the_exceptions_a_python_server_raises() {
     );
 }
 
-#[test]
-fn python_passes_every_kind_of_value() {
+fn python_passes_every_kind_of_value(calculator: &str) {
     let topic = unique("interop-values");
-    let _host = calculator_host(&topic);
+    let _host = calculator_host(calculator, &topic);
     let out = oslo_client(
         &topic,
         &[
@@ -171,10 +179,9 @@ fn python_passes_every_kind_of_value() {
     assert_eq!(context["roles"], json!(["admin"]));
 }
 
-#[test]
-fn casts_and_fanout_casts_from_python_reach_fjord() {
+fn casts_and_fanout_casts_from_python_reach_fjord(calculator: &str) {
     let topic = unique("interop-fanout");
-    let calculator = path_item(&wasm("calculator"));
+    let calculator = path_item(&wasm(calculator));
     let one = Host::start(&config(&[(&topic, "one", &calculator)]));
     let two = Host::start(&config(&[(&topic, "two", &calculator)]));
     let cast_id = unique("req-cast");
@@ -236,12 +243,11 @@ fn queues_of(topic: &str) -> Vec<(String, Value, Value, Value, Value)> {
 /// Python and fjord servers on one topic declare the same exchanges and queues with the same flags
 /// (a mismatch is a 406 that stops whoever declares second), share the calls, and fjord's
 /// fanout queue looks exactly like oslo's.
-#[tokio::test]
-async fn python_and_fjord_servers_share_a_topic() {
+async fn python_and_fjord_servers_share_a_topic(calculator: &str) {
     use fjord_client::{RpcClient, Target, Transport, TransportUrl};
     let topic = unique("interop-shared");
     let _py1 = PyServer::spawn(URL, &topic, "py1");
-    let fjord = Host::start(&config(&[(&topic, "fj1", &path_item(&wasm("calculator")))]));
+    let fjord = Host::start(&config(&[(&topic, "fj1", &path_item(&wasm(calculator)))]));
     let _py2 = PyServer::spawn(URL, &topic, "py2");
 
     let transport = Transport::connect(&TransportUrl::parse(URL).unwrap())

@@ -19,6 +19,7 @@ mod interop;
 mod keyvalue;
 mod new_endpoint;
 mod ops;
+mod python_guest;
 mod queue_options;
 mod redis_node;
 mod resilience;

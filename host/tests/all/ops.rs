@@ -50,7 +50,7 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 fn check_command(config: &Path, cwd: &Path, env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fjord-host"))
+    Command::new(crate::harness::host_bin())
         .arg("check")
         .arg("--config")
         .arg(config)

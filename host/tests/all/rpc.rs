@@ -6,6 +6,17 @@ use fjord_client::{RemoteError, RpcClient, RpcError, Target, Transport, Transpor
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
+// The tests that exercise the calculator run against the Rust one and the Python one.
+crate::for_each_calculator! {
+    async: [
+        call_and_prepare_version,
+        every_failure_class,
+        context_reaches_the_guest,
+        casts_fanout_and_servers,
+        several_servers_in_one_host,
+    ]
+}
+
 /// A client of `topic` with a 20 s timeout.
 pub async fn client(topic: &str) -> RpcClient {
     let url = TransportUrl::parse(URL).unwrap();
@@ -37,21 +48,25 @@ async fn remote(client: &RpcClient, method: &str, args: Value) -> RemoteError {
 
 /// A host with the calculator and (in namespace `greet`) the greeter on topic/server1.
 pub fn standard_host(topic: &str, greeter_settings: &str) -> Host {
+    calculator_host("calculator", topic, greeter_settings)
+}
+
+/// [`standard_host`] with this calculator (one of `harness::CALCULATORS`).
+fn calculator_host(calculator: &str, topic: &str, greeter_settings: &str) -> Host {
     Host::start(&config(&[(
         topic,
         "server1",
         &format!(
             "{}, {{ path = {}, namespace = \"greet\" {greeter_settings} }}",
-            path_item(&wasm("calculator")),
+            path_item(&wasm(calculator)),
             path_item(&wasm("greeter"))
         ),
     )]))
 }
 
-#[tokio::test]
-async fn call_and_prepare_version() {
+async fn call_and_prepare_version(calculator: &str) {
     let topic = unique("rpc-call");
-    let _host = standard_host(&topic, "");
+    let _host = calculator_host(calculator, &topic, "");
     let c = client(&topic).await;
     let five: i64 = c
         .call(&no_context(), "add", json!({"a": 2, "b": 3}))
@@ -75,10 +90,9 @@ async fn call_and_prepare_version() {
     );
 }
 
-#[tokio::test]
-async fn every_failure_class() {
+async fn every_failure_class(calculator: &str) {
     let topic = unique("rpc-failures");
-    let _host = standard_host(&topic, ", deadline_ms = 1000");
+    let _host = calculator_host(calculator, &topic, ", deadline_ms = 1000");
     let c = client(&topic).await;
 
     let e = remote(&c, "nope", json!({})).await;
@@ -167,6 +181,19 @@ async fn every_failure_class() {
         ("EndpointError", "plain text failure")
     );
 
+    // A Rust guest ends a call with an exception through fjord:endpoint/failure, whatever its
+    // function's result type (fjord_guest::failure::raise: report, then panic).
+    let e = remote(
+        &greet,
+        "raise_builtin",
+        json!({"class": "ValueError", "message": "not today"}),
+    )
+    .await;
+    assert_eq!(
+        (e.class.as_str(), e.module.as_str(), e.message.as_str()),
+        ("ValueError", "builtins", "not today")
+    );
+
     // Traps and deadlines are fjord's own classes, and the next call is served normally.
     let e = remote(&greet, "crash", json!({})).await;
     assert_eq!(
@@ -226,16 +253,23 @@ async fn namespaces_and_versions() {
     );
 }
 
-#[tokio::test]
-async fn context_reaches_the_guest() {
+async fn context_reaches_the_guest(calculator: &str) {
     let topic = unique("rpc-context");
-    let _host = standard_host(&topic, "");
+    let host = calculator_host(calculator, &topic, "");
     let c = client(&topic).await;
     let ctx = context(
         json!({"request_id": "req-42", "user_id": "alice", "project_id": "p1", "roles": ["admin"], "n": 3}),
     );
     let me: String = c.call(&ctx, "whoami", json!({})).await.unwrap();
     assert_eq!(me, "alice@p1");
+    // The calculator's log line reaches the host's log, tagged with the request id.
+    assert!(
+        host.wait_for("whoami for request req-42", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    let anonymous: String = c.call(&no_context(), "whoami", json!({})).await.unwrap();
+    assert_eq!(anonymous, "anonymous@anonymous");
     let greet = c.prepare().namespace("greet").build();
     let text: String = greet.call(&ctx, "context_json", json!({})).await.unwrap();
     let seen: Value = serde_json::from_str(&text).unwrap();
@@ -351,10 +385,9 @@ async fn client_timeout() {
     ));
 }
 
-#[tokio::test]
-async fn casts_fanout_and_servers() {
+async fn casts_fanout_and_servers(calculator: &str) {
     let topic = unique("rpc-cast");
-    let calculator = path_item(&wasm("calculator"));
+    let calculator = path_item(&wasm(calculator));
     let greeter = path_item(&wasm("greeter"));
     // Two hosts on one topic: server1 has the calculator, server2 the greeter too.
     let one = Host::start(&config(&[(&topic, "server1", &calculator)]));
@@ -442,11 +475,10 @@ fn sigterm_stops_the_host_and_deletes_its_fanout_queue() {
     );
 }
 
-#[tokio::test]
-async fn several_servers_in_one_host() {
+async fn several_servers_in_one_host(calculator: &str) {
     let (a, b) = (unique("rpc-multi-a"), unique("rpc-multi-b"));
     let _host = Host::start(&config(&[
-        (&a, "s", &path_item(&wasm("calculator"))),
+        (&a, "s", &path_item(&wasm(calculator))),
         (
             &b,
             "s",

@@ -57,6 +57,10 @@ impl Guest for Greeter {
         panic!("boom");
     }
 
+    fn raise_builtin(class: String, message: String) -> u32 {
+        fjord_guest::failure::raise(fjord_guest::RemoteError::builtin(class, message))
+    }
+
     fn sleep_ms(ms: u32) {
         std::thread::sleep(std::time::Duration::from_millis(u64::from(ms)));
     }
