@@ -292,7 +292,9 @@ async fn unreadable_messages_are_rejected_once_with_their_reason() {
         "unsupported oslo envelope version 1.0",
         "unsupported oslo envelope version two",
         "content type \"application/x-python-serialize\"",
-        "recursion limit exceeded",
+        // The deep outer nesting (100,000 arrays) is large enough to be scanned before it is
+        // parsed, and the scanner sees at once that it is not an object.
+        "the message is not a JSON object (so no reply address either)",
     ] {
         assert!(
             rejections.iter().any(|l| l.contains(reason)),
