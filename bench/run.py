@@ -235,12 +235,12 @@ def main():
     work = tempfile.mkdtemp(prefix="fjord-bench-")
     os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
     env = dict(os.environ, RUST_LOG="warn,fjord_host=info")
-    if opts.only_keyvalue:
-        keyvalue_bench(opts, work, env, run)
-        shutil.rmtree(work, ignore_errors=True)
-        return
     # The first host of the URL is the broker measured.
     broker = broker_pid(urllib.parse.urlsplit(amqp.split(",")[0]).port or 5672)
+    if opts.only_keyvalue:
+        keyvalue_bench(opts, work, env, run, broker)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     load_at_start = os.getloadavg()
 
     # fjord-host with three endpoints (calculator, greeter, types), each its own server.
@@ -326,11 +326,11 @@ def main():
     memory["after_mib"] = rss_mib(host.pid)
     stop_all()
     write_report(opts, results, systems, sizes, callers, startup, memory, big, load_at_start, broker)
-    keyvalue_bench(opts, work, env, run)
+    keyvalue_bench(opts, work, env, run, broker)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def keyvalue_bench(opts, work, env, run):
+def keyvalue_bench(opts, work, env, run, broker):
     """Issue 11: the counter endpoint's `increment` (an atomic wasi:keyvalue increment, durable
     before the reply) at 1 and 16 callers, with the embedded store and with Redis, beside `add`
     served by the same host. The embedded host is restarted for each row and stopped gracefully,
@@ -379,7 +379,7 @@ def keyvalue_bench(opts, work, env, run):
             for method, args in [("add", ["a=2", "b=3"]), ("increment", ["name=bench", "by=1"])]:
                 cmd = [fjord, "bench", "--url", URL, "--topic", topic, "--concurrency", str(c),
                        "--calls", str(n), method] + args
-                runs = [load(cmd, f"{method} {store} c={c}") for _ in range(opts.repeat)]
+                runs = [load(cmd, f"{method} {store} c={c}", proc.pid, broker) for _ in range(opts.repeat)]
                 r = sorted(runs, key=lambda r: r["calls_per_s"])[len(runs) // 2]
                 rows.append(dict(store=store, callers=c, method=method, **r))
                 print(f"  {method:9} {store:8} c={c:<3} {r['calls_per_s']:>8.0f}/s p50 {r['p50_ms']:7.3f} ms "
