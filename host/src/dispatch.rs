@@ -204,10 +204,7 @@ impl Dispatcher {
             .await
             .map_err(|failure| match failure {
                 GuestFailure::ResultTooLarge => result_too_large(method, max),
-                GuestFailure::Raised(raised) if raised.message.len() <= max => {
-                    Failure::new(raised.class, raised.module, raised.message)
-                }
-                GuestFailure::Raised(_) => too_large("error message", max),
+                GuestFailure::Raised(r) => remote_exception(&r.module, &r.class, &r.message, max),
                 other => guest_failure(other),
             })?;
         let result = match (results.into_iter().next(), &method.result) {
@@ -291,27 +288,18 @@ pub fn bind_arguments(method: &Method, args: &Map<String, Value>) -> Result<Vec<
 /// names; an enum or variant case becomes the class (`not-found` is `NotFound`); anything else is
 /// an `EndpointError` carrying the value. A message over `max` bytes is `ReplyTooLarge`.
 fn endpoint_error(interface: &str, e: Option<&Val>, max: usize) -> Failure {
-    if let Some(Val::Record(fields)) = e {
-        if let Some((module, class, message)) = remote_error(fields) {
-            return if message.len() <= max {
-                Failure::new(class, module, message)
-            } else {
-                too_large("error message", max)
-            };
-        }
-    }
-    // A variant case carrying a remote-error (`variant e { not-found, remote(remote-error) }`)
-    // is the exception it carries, as the err of a `result<T, remote-error>` is.
-    if let Some(Val::Variant(_, Some(payload))) = e {
-        if let Val::Record(fields) = payload.as_ref() {
-            if let Some((module, class, message)) = remote_error(fields) {
-                return if message.len() <= max {
-                    Failure::new(class, module, message)
-                } else {
-                    too_large("error message", max)
-                };
-            }
-        }
+    // The remote-error itself, or a variant case carrying one (`variant e { not-found,
+    // remote(remote-error) }`): either is the exception it names.
+    let record = match e {
+        Some(Val::Record(fields)) => Some(fields),
+        Some(Val::Variant(_, Some(payload))) => match payload.as_ref() {
+            Val::Record(fields) => Some(fields),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some((module, class, message)) = record.and_then(|fields| remote_error(fields)) {
+        return remote_exception(module, class, message, max);
     }
     let module = interface.split('@').next().unwrap_or(interface);
     let (class, message) = match e {
@@ -349,9 +337,8 @@ fn remote_error(fields: &[(String, Val)]) -> Option<(&str, &str, &str)> {
     else {
         return None;
     };
-    let usable = usable_remote_name;
     let named = f1 == "module" && f2 == "class" && f3 == "message";
-    (named && usable(module) && usable(class)).then_some((
+    (named && usable_remote_name(module) && usable_remote_name(class)).then_some((
         module.as_str(),
         class.as_str(),
         message.as_str(),
@@ -367,6 +354,16 @@ fn text(v: &Val, max: usize) -> Option<String> {
 }
 
 /// `ReplyTooLarge`: the caller hears back, but the broker and the caller are spared the payload.
+/// The exception a guest named (returned as a `remote-error` or reported before trapping), as
+/// the caller gets it: itself, unless its message is over the reply limit of `max` bytes.
+fn remote_exception(module: &str, class: &str, message: &str, max: usize) -> Failure {
+    if message.len() <= max {
+        Failure::new(class, module, message)
+    } else {
+        too_large("error message", max)
+    }
+}
+
 fn too_large(what: &str, max: usize) -> Failure {
     Failure::new(
         REPLY_TOO_LARGE_CLASS,
