@@ -88,26 +88,12 @@ opt-level = "s"
 "#
     );
     let wit = format!(
-        r#"/// The {name} endpoint: oslo callers reach each function as an RPC method, version 1.0
-/// (the package version; a caller asking for no version asks for 1.0). Keyword arguments are
-/// named as the parameters.
-package local:{name}@1.0.0;
-
-interface {name} {{
-  /// A greeting: `client.call(ctx, 'hello', name='world')` returns "Hello, world!".
-  hello: func(name: string) -> string;
-  /// `a + b`; an overflow is raised as the exception `Overflow`.
-  add: func(a: s64, b: s64) -> result<s64, add-error>;
-
-  variant add-error {{
-    overflow,
-  }}
-}}
-
+        "{}
 world {name}-endpoint {{
   export {name};
 }}
-"#
+",
+        interface_wit(name, "")
     );
     let lib = format!(
         r#"//! The {name} endpoint, served by fjord-host as oslo.messaging RPC methods.
@@ -183,17 +169,13 @@ fn camel(name: &str) -> String {
         .collect()
 }
 
-/// The files of a Python endpoint named `name`, as (relative path, contents): `app.py` over the
-/// guest SDK, `wit/NAME.wit` (the interface and a world that includes `fjord:endpoint/imports`),
-/// `wit/deps/endpoint/endpoint.wit`, a README and a `.gitignore`.
-pub fn python_endpoint(name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    check_name(name)?;
-    let snake = name.replace('-', "_");
-    let class = camel(name);
-    let wit = format!(
+/// The template's WIT package and interface, the same in every language (`note` ends the
+/// package's doc comment); each template adds its world.
+fn interface_wit(name: &str, note: &str) -> String {
+    format!(
         r#"/// The {name} endpoint: oslo callers reach each function as an RPC method, version 1.0
 /// (the package version; a caller asking for no version asks for 1.0). Keyword arguments are
-/// named as the parameters. This WIT is what you write by hand; `app.py` implements it.
+/// named as the parameters.{note}
 package local:{name}@1.0.0;
 
 interface {name} {{
@@ -206,13 +188,29 @@ interface {name} {{
     overflow,
   }}
 }}
+"#
+    )
+}
 
+/// The files of a Python endpoint named `name`, as (relative path, contents): `app.py` over the
+/// guest SDK, `wit/NAME.wit` (the interface and a world that includes `fjord:endpoint/imports`),
+/// `wit/deps/endpoint/endpoint.wit`, a README and a `.gitignore`.
+pub fn python_endpoint(name: &str) -> anyhow::Result<Vec<(String, String)>> {
+    check_name(name)?;
+    let snake = name.replace('-', "_");
+    let class = camel(name);
+    let wit = format!(
+        "{}
 /// componentize-py builds one world: the interface exported, what fjord-host gives imported.
 world {name}-endpoint {{
   include fjord:endpoint/imports@0.1.0;
   export {name};
 }}
-"#
+",
+        interface_wit(
+            name,
+            " This WIT is what you write by hand; `app.py` implements it."
+        )
     );
     let app = format!(
         r#""""The {name} endpoint, served by fjord-host as oslo.messaging RPC methods.

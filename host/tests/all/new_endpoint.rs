@@ -5,7 +5,7 @@
 use crate::harness::{unique, workspace, Host, URL};
 use crate::ops::scratch;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The `fjord` binary next to `fjord-host` (built here when `cargo test` did not build it yet).
 fn fjord() -> PathBuf {
@@ -69,11 +69,17 @@ fn from_fjord_new_to_fjord_call() {
         String::from_utf8_lossy(&build.stderr)
     );
 
-    let topic = unique("new-endpoint");
-    let _host = Host::start(&format!(
+    let _host = serve_template(&line, "new-endpoint");
+}
+
+/// Serves the endpoint of config item `line` on a fresh topic and checks the template's methods
+/// through `fjord call`; returns the host and a caller of that topic for more.
+fn serve_template(line: &str, prefix: &str) -> (Host, impl Fn(&[&str]) -> Output) {
+    let topic = unique(prefix);
+    let host = Host::start(&format!(
         "transport_url = \"{URL}\"\n[[server]]\ntopic = \"{topic}\"\nserver = \"server1\"\nendpoints = [{line}]\n"
     ));
-    let call = |args: &[&str]| {
+    let call = move |args: &[&str]| {
         Command::new(fjord())
             .args(["call", "--topic", &topic, "--timeout", "20"])
             .args(args)
@@ -88,6 +94,7 @@ fn from_fjord_new_to_fjord_call() {
     );
     let sum = call(&["add", "a=2", "b=3"]);
     assert_eq!(String::from_utf8_lossy(&sum.stdout).trim(), "5");
+    (host, call)
 }
 
 /// What `fjord new endpoint` printed after `prefix`.
@@ -130,25 +137,7 @@ fn from_fjord_new_lang_python_to_fjord_call() {
     let line = printed(&said, "endpoints in your fjord-host config: ");
     assert!(line.ends_with("hello-py.wasm\""), "{line}");
 
-    let topic = unique("new-endpoint-py");
-    let _host = Host::start(&format!(
-        "transport_url = \"{URL}\"\n[[server]]\ntopic = \"{topic}\"\nserver = \"server1\"\nendpoints = [{line}]\n"
-    ));
-    let call = |args: &[&str]| {
-        Command::new(fjord())
-            .args(["call", "--topic", &topic, "--timeout", "20"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let hello = call(&["hello", "name=world"]);
-    assert!(hello.status.success(), "{hello:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&hello.stdout).trim(),
-        "\"Hello, world!\""
-    );
-    let sum = call(&["add", "a=2", "b=3"]);
-    assert_eq!(String::from_utf8_lossy(&sum.stdout).trim(), "5");
+    let (_host, call) = serve_template(&line, "new-endpoint-py");
     let overflow = call(&["add", &format!("a={}", i64::MAX), "b=1"]);
     assert_eq!(overflow.status.code(), Some(1), "{overflow:?}");
     assert!(String::from_utf8_lossy(&overflow.stderr).starts_with("Overflow"));
