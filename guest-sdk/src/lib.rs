@@ -8,6 +8,7 @@
 //! - [`log`]: the host's log, tagged with endpoint, method and request id, plus the [`info!`]-style macros;
 //! - [`RemoteError`]: raise exactly the exception class an oslo caller expects (`fjord:endpoint/types`);
 //! - [`keyvalue`]: buckets of `wasi:keyvalue` (state kept between calls): open, get, set, increment...
+//! - [`rpc`]: call and cast to other services (oslo's `RPCClient` and `prepare()`), through the host;
 //! - [`failure`]: end a call with exactly the exception it names, from any function (the Python
 //!   SDK uses the same import for uncaught exceptions).
 //!
@@ -50,6 +51,7 @@ mod bindings {
 }
 
 pub mod keyvalue;
+pub mod rpc;
 
 use bindings::fjord::endpoint::context as ctx_import;
 

@@ -3,10 +3,12 @@
 //! Denied always: sockets (TCP, UDP, name lookup), the host's stdin, stdout and stderr (guest output
 //! is captured and logged), command-line arguments, writing to any file. Granted per endpoint:
 //! read-only directories (`dirs`), named environment variables (`env`, `inherit_env`) and
-//! key-value buckets (`keyvalue`, see [`crate::keyvalue`]).
+//! key-value buckets (`keyvalue`, see [`crate::keyvalue`]) and the targets it may call or cast to
+//! (`calls`, see [`crate::outgoing`]).
 //! Clocks and random numbers are always available: they reveal nothing of the host.
 
 use crate::guest_output::CapturedOutput;
+use crate::outgoing::CallGrant;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime_wasi::{FsPerms, WasiCtx};
@@ -26,6 +28,8 @@ pub struct Capabilities {
     pub env: Vec<(String, String)>,
     /// Key-value buckets the guest may open (`wasi:keyvalue`).
     pub keyvalue: Arc<[String]>,
+    /// Targets it may call and cast to (`fjord:endpoint/rpc`).
+    pub calls: Arc<[CallGrant]>,
 }
 
 impl Capabilities {

@@ -30,6 +30,7 @@
 //! |---|---|---|
 //! | `executor_thread_pool_size` | calls that may run at once in the host (oslo's executor threads); 1 to 1024 | 64 |
 //! | `kombu_missing_consumer_retry_timeout` | seconds a reply to a missing reply queue (or sent while reconnecting) is retried; 0 to 3600 | 3 (oslo: 60) |
+//! | `max_call_depth` | how many outgoing calls deep one request may go through fjord endpoints; 1 to 64 | 8 |
 //!
 //! and in the transport URL, `?rabbit_qos_prefetch_count=N`: unacknowledged messages RabbitMQ may
 //! push to each of the host's consumers (64 when unset; 0 means no limit, as in oslo).
@@ -41,10 +42,13 @@
 //! directories (`host` relative to this file; it must exist), `env` sets variables to the given
 //! values (as Spin's `environment`), `inherit_env` passes the named variables from the host's own
 //! environment (each must be set when the host starts). `keyvalue = ["default"]` grants buckets of
-//! the `[keyvalue]` store (see [`crate::keyvalue::config`]).
+//! the `[keyvalue]` store (see [`crate::keyvalue::config`]). `calls = ["compute", "conductor.*"]`
+//! grants outgoing calls and casts (`fjord:endpoint/rpc`) to those targets (see
+//! [`crate::outgoing::CallGrant`]).
 
 use crate::capabilities::{Capabilities, DirGrant};
 use crate::keyvalue::config::{KeyvalueConfig, KeyvalueTable};
+use crate::outgoing::CallGrant;
 use crate::sandbox::Limits;
 use anyhow::Context as _;
 use fjord_oslo::topology::{check_server_names, short_string, DEFAULT_CONTROL_EXCHANGE};
@@ -71,6 +75,8 @@ struct RawConfig {
     executor_thread_pool_size: u32,
     #[serde(default = "default_reply_retry")]
     kombu_missing_consumer_retry_timeout: u64,
+    #[serde(default = "default_max_call_depth")]
+    max_call_depth: u32,
     #[serde(default, rename = "server")]
     servers: Vec<ServerConfig>,
     #[serde(default)]
@@ -107,6 +113,12 @@ fn default_in_flight() -> u32 {
     DEFAULT_IN_FLIGHT
 }
 
+fn default_max_call_depth() -> u32 {
+    crate::outgoing::DEFAULT_MAX_DEPTH
+}
+/// The deepest chain `max_call_depth` may allow.
+const MAX_CALL_DEPTH: u32 = 64;
+
 fn default_reply_retry() -> u64 {
     DEFAULT_REPLY_RETRY_SECS
 }
@@ -128,6 +140,8 @@ pub struct Config {
     /// How long a reply that cannot be delivered is retried
     /// (`kombu_missing_consumer_retry_timeout`).
     pub reply_retry: Duration,
+    /// How many outgoing calls deep a request may go through fjord endpoints (`max_call_depth`).
+    pub max_call_depth: u32,
     pub servers: Vec<ServerConfig>,
     /// `[keyvalue]`: where granted buckets live (see [`crate::keyvalue::config`]).
     pub keyvalue: KeyvalueConfig,
@@ -181,6 +195,8 @@ struct EndpointTable {
     inherit_env: Vec<String>,
     #[serde(default)]
     keyvalue: Vec<String>,
+    #[serde(default)]
+    calls: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +225,11 @@ impl<'de> Deserialize<'de> for EndpointConfig {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EndpointConfig, A::Error> {
                 let table = EndpointTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let calls = table
+                    .calls
+                    .iter()
+                    .map(|g| CallGrant::parse(g).map_err(|e| de::Error::custom(format!("calls: {e}"))))
+                    .collect::<Result<Vec<_>, A::Error>>()?;
                 let defaults = Limits::default();
                 let kib = |v: Option<usize>, default| v.map_or(default, |k| k.saturating_mul(1024));
                 Ok(EndpointConfig {
@@ -235,6 +256,7 @@ impl<'de> Deserialize<'de> for EndpointConfig {
                             .collect(),
                         env: table.env.into_iter().collect(),
                         keyvalue: table.keyvalue.into(),
+                        calls: calls.into(),
                     },
                     inherit_env: table.inherit_env,
                 })
@@ -295,6 +317,12 @@ impl Config {
                 raw.kombu_missing_consumer_retry_timeout
             );
         }
+        if !(1..=MAX_CALL_DEPTH).contains(&raw.max_call_depth) {
+            anyhow::bail!(
+                "max_call_depth must be between 1 and {MAX_CALL_DEPTH}, not {}",
+                raw.max_call_depth
+            );
+        }
         check_name("control_exchange", &raw.control_exchange)?;
         let mut servers = raw.servers;
         if servers.is_empty() {
@@ -341,6 +369,7 @@ impl Config {
             in_flight: raw.executor_thread_pool_size,
             prefetch,
             reply_retry: Duration::from_secs(raw.kombu_missing_consumer_retry_timeout),
+            max_call_depth: raw.max_call_depth,
             servers,
             keyvalue,
         })

@@ -4,6 +4,7 @@
 use crate::convert::{to_json_text, to_val};
 use crate::endpoint::{Endpoint, Method};
 use crate::guest_api::CallInfo;
+use crate::outgoing::CallSlot;
 use crate::sandbox::{GuestFailure, Sandbox};
 use fjord_oslo::envelope::{JsonText, Request};
 use fjord_oslo::failure::Failure;
@@ -88,7 +89,7 @@ impl Dispatcher {
     /// comes back as JSON text of at most the endpoint's `max_reply_kib`.
     pub async fn dispatch(&self, request: &Request, body_len: usize) -> Result<JsonText, Failure> {
         let call = self.resolve(request, body_len)?;
-        self.run(&call, request).await
+        self.run(&call, request, None).await
     }
 
     /// Everything about a request that can be decided without running it: oslo's namespace,
@@ -154,8 +155,14 @@ impl Dispatcher {
     }
 
     /// Runs a resolved call in a fresh sandbox; a result or error message over the endpoint's
-    /// `max_reply_kib` becomes `ReplyTooLarge`.
-    pub async fn run(&self, call: &Resolved, request: &Request) -> Result<JsonText, Failure> {
+    /// `max_reply_kib` becomes `ReplyTooLarge`. `slot` is the call's in-flight slot, which the
+    /// guest lends back while it waits on an outgoing call.
+    pub async fn run(
+        &self,
+        call: &Resolved,
+        request: &Request,
+        slot: Option<Arc<CallSlot>>,
+    ) -> Result<JsonText, Failure> {
         if let (CONTROL_ENDPOINT, Some(server)) = (call.endpoint, &self.control) {
             return crate::control::run(&call.method, server, &self.endpoints);
         }
@@ -167,7 +174,7 @@ impl Dispatcher {
             // Resolved by this dispatcher: cannot happen.
             return Err(Failure::no_such_method(&call.method));
         };
-        let outcome = self.call(endpoint, method, &call.params, request).await;
+        let outcome = self.call(endpoint, method, &call.params, request, slot).await;
         let max = endpoint.limits.max_reply_bytes;
         match outcome {
             Err(failure) if failure.message.len() > max => Err(too_large("error message", max)),
@@ -181,11 +188,13 @@ impl Dispatcher {
         method: &Method,
         params: &[Val],
         request: &Request,
+        slot: Option<Arc<CallSlot>>,
     ) -> Result<JsonText, Failure> {
         let call = Arc::new(CallInfo {
             endpoint: endpoint.interface.clone(),
             method: method.name.clone(),
             context: request.context.clone(),
+            slot,
         });
         let results_len = usize::from(method.result.is_some());
         let max = endpoint.limits.max_reply_bytes;

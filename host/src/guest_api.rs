@@ -10,9 +10,13 @@ use wasmtime::component::{HasSelf, Linker};
 wasmtime::component::bindgen!({
     path: "../wit/endpoint",
     world: "imports",
+    // An outgoing call waits for its reply without blocking a thread.
+    imports: { "fjord:endpoint/rpc": async },
 });
 
-use fjord::endpoint::{context, failure, log, types};
+use fjord::endpoint::{context, failure, log, rpc, types};
+use crate::outgoing::{CallSlot, Served, DEFAULT_MAX_DEPTH};
+use std::sync::Arc;
 
 /// The longest exception message a guest may report through `failure.raise`; the rest is cut (at
 /// a character boundary). The reply limit (`max_reply_kib`) still applies to what is kept.
@@ -24,6 +28,8 @@ pub struct CallInfo {
     pub endpoint: String,
     pub method: String,
     pub context: Map<String, Value>,
+    /// The call's in-flight slot, lent back while the guest waits on an outgoing call.
+    pub slot: Option<Arc<CallSlot>>,
 }
 
 impl CallInfo {
@@ -112,3 +118,83 @@ impl failure::Host for GuestState {
         });
     }
 }
+
+impl GuestState {
+    /// What an outgoing call sends ([`crate::outgoing::plan`]), and the client to send it with.
+    fn plan(
+        &self,
+        target: rpc::Target,
+        method: String,
+        args: &str,
+        options: &rpc::CallOptions,
+    ) -> Result<(Arc<crate::outgoing::Outgoing>, crate::outgoing::Plan), rpc::CallError> {
+        let rpc = &self.rpc;
+        let served = Served {
+            call: &self.call,
+            grants: &rpc.grants,
+            deadline: rpc.deadline,
+            max_depth: rpc.outgoing.as_ref().map_or(DEFAULT_MAX_DEPTH, |o| o.max_depth()),
+        };
+        let planned = crate::outgoing::plan(
+            &served,
+            target,
+            method,
+            args,
+            options,
+            std::time::Instant::now(),
+        );
+        let request_id = self.call.request_id().unwrap_or("-");
+        let plan = planned.inspect_err(|e| {
+            tracing::warn!(
+                endpoint = %self.call.endpoint, method = %self.call.method, request_id,
+                "outgoing call refused: {e:?}"
+            );
+        })?;
+        let outgoing = rpc.outgoing.clone().ok_or_else(|| {
+            rpc::CallError::Unavailable(
+                "this host opened no client connection: no endpoint had `calls` when it started \
+                 (restart it to grant calls)"
+                    .into(),
+            )
+        })?;
+        tracing::debug!(
+            endpoint = %self.call.endpoint, method = %self.call.method, request_id,
+            "outgoing {} {} to {}", if plan.target.fanout { "fanout cast" } else { "call/cast" },
+            plan.method, plan.target.routing_key()
+        );
+        Ok((outgoing, plan))
+    }
+}
+
+impl rpc::Host for GuestState {
+    /// Sends a call and waits for its reply, the call's in-flight slot lent back meanwhile.
+    async fn call(
+        &mut self,
+        target: rpc::Target,
+        method: String,
+        args: String,
+        options: rpc::CallOptions,
+    ) -> Result<String, rpc::CallError> {
+        let (outgoing, plan) = self.plan(target, method, &args, &options)?;
+        drop(args);
+        let wait = outgoing.call(plan, self.rpc.max_result_bytes);
+        match self.call.slot.clone() {
+            Some(slot) => slot.lend_while(wait).await,
+            None => wait.await,
+        }
+    }
+
+    /// Sends a cast (or fanout cast); returns once the broker has it.
+    async fn cast(
+        &mut self,
+        target: rpc::Target,
+        method: String,
+        args: String,
+        options: rpc::CallOptions,
+    ) -> Result<(), rpc::CallError> {
+        let (outgoing, plan) = self.plan(target, method, &args, &options)?;
+        drop(args);
+        outgoing.cast(plan).await
+    }
+}
+

@@ -30,6 +30,7 @@ pub mod health;
 pub mod keyvalue;
 pub mod lift_budget;
 pub mod metrics;
+pub mod outgoing;
 pub mod reload;
 pub mod replies;
 pub mod sandbox;

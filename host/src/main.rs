@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use fjord_host::config::Config;
 use fjord_host::keyvalue::Keyvalue;
+use fjord_host::outgoing::Outgoing;
 use fjord_host::sandbox::Sandbox;
 use fjord_host::{admin, check, control, reload, server};
 use std::path::PathBuf;
@@ -152,8 +153,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Opened only when some endpoint is granted a bucket; a reload keeps this store.
         let keyvalue = Keyvalue::open(&config.keyvalue).await?;
-        let sandbox =
-            Arc::new(Sandbox::for_calls(config.in_flight)?.with_keyvalue(keyvalue.clone()));
+        // Opened only when some endpoint is granted `calls`; a reload keeps this connection.
+        let outgoing = Outgoing::open(&config).await?;
+        let sandbox = Arc::new(
+            Sandbox::for_calls(config.in_flight)?
+                .with_keyvalue(keyvalue.clone())
+                .with_outgoing(outgoing),
+        );
         let servers = server::load_with(&sandbox, &config)?;
         if let Some(listen) = config.admin {
             admin::spawn(admin::bind(listen).await?);

@@ -10,6 +10,7 @@ use crate::guest_api::{self, CallInfo};
 use crate::guest_log::{self, LogBudget};
 use crate::guest_output::CapturedOutput;
 use crate::keyvalue::{CallKeyvalue, Keyvalue, KeyvalueView};
+use crate::outgoing::{CallOutgoing, Outgoing};
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -116,6 +117,8 @@ pub struct GuestState {
     pub(crate) log: LogBudget,
     /// The exception the guest said it is failing with, if it did (the first report counts).
     pub(crate) raised: Option<Raised>,
+    /// What `fjord:endpoint/rpc` may do in this call.
+    pub(crate) rpc: CallOutgoing,
 }
 
 impl GuestState {
@@ -188,6 +191,8 @@ pub struct Sandbox {
     linker: Linker<GuestState>,
     /// The host's key-value store, when some endpoint is granted a bucket.
     keyvalue: Option<Arc<Keyvalue>>,
+    /// The host's client connection, when some endpoint is granted `calls`.
+    outgoing: Option<Arc<Outgoing>>,
 }
 
 impl Sandbox {
@@ -195,14 +200,15 @@ impl Sandbox {
         Sandbox::for_calls(MAX_CONCURRENT_CALLS)
     }
 
-    /// A sandbox for up to `calls` calls at once: twice as many instance slots, so instances
-    /// still being torn down never make a new call wait or fail.
+    /// A sandbox for up to `calls` calls at once, and as many more waiting on outgoing calls
+    /// (`outgoing::InFlight`): three times as many instance slots, so instances still being
+    /// torn down never make a new call wait or fail.
     pub fn for_calls(calls: u32) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
         let calls = calls.clamp(1, crate::config::MAX_IN_FLIGHT);
-        tune_for_fresh_instances(&mut config, 2 * calls);
+        tune_for_fresh_instances(&mut config, 3 * calls);
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         spawn_ticker(&engine)?;
@@ -218,7 +224,14 @@ impl Sandbox {
             engine,
             linker,
             keyvalue: None,
+            outgoing: None,
         })
+    }
+
+    /// Gives the endpoints granted `calls` this client connection for their outgoing calls.
+    pub fn with_outgoing(mut self, outgoing: Option<Arc<Outgoing>>) -> Self {
+        self.outgoing = outgoing;
+        self
     }
 
     /// Gives the granted endpoints' calls this key-value store.
@@ -264,6 +277,7 @@ impl Sandbox {
         let wasi = capabilities
             .wasi(stdout.clone(), stderr.clone())
             .map_err(|e| GuestFailure::Setup(format!("{e:#}")))?;
+        let deadline = Instant::now() + limits.deadline;
         let mut store = Store::new(
             &self.engine,
             GuestState {
@@ -278,13 +292,18 @@ impl Sandbox {
                 keyvalue: CallKeyvalue::new(self.keyvalue.clone(), capabilities.keyvalue.clone()),
                 log: LogBudget::default(),
                 raised: None,
+                rpc: CallOutgoing {
+                    outgoing: self.outgoing.clone(),
+                    grants: capabilities.calls.clone(),
+                    deadline,
+                    max_result_bytes: limits.max_request_bytes,
+                },
             },
         );
         store.limiter(|state| &mut state.limiter);
         // What the guest may hand the host at once: its result, or what it passes to one host
         // call; refused before the host allocates it.
         store.set_hostcall_fuel(hostcall_fuel);
-        let deadline = Instant::now() + limits.deadline;
         store.set_epoch_deadline(1);
         // Yield to the executor at every tick so a spinning guest never starves other calls, and
         // stop it once its wall-clock deadline has passed.

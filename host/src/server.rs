@@ -35,7 +35,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use crate::outgoing::InFlight;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
@@ -152,7 +153,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn new(server: RpcServer, replier: &Arc<Replier>, in_flight: &Arc<Semaphore>) -> Self {
+    fn new(server: RpcServer, replier: &Arc<Replier>, in_flight: &Arc<InFlight>) -> Self {
         Subscription {
             listener: Arc::new(Listener {
                 name: server.name(),
@@ -552,7 +553,7 @@ pub async fn serve_with(
     mut reloads: tokio::sync::mpsc::UnboundedReceiver<Reloaded>,
 ) -> anyhow::Result<()> {
     let calls = usize::try_from(config.in_flight).unwrap_or(usize::MAX);
-    let in_flight = Arc::new(Semaphore::new(calls));
+    let in_flight = Arc::new(InFlight::new(calls));
     let replier = Replier::start(calls, config.reply_retry);
     if config.prefetch == 0 {
         tracing::warn!(
@@ -615,19 +616,25 @@ pub async fn serve_with(
         outage.end("fjord-host");
     }
 
-    let running = calls.saturating_sub(in_flight.available_permits());
+    let running = calls.saturating_sub(in_flight.running.available_permits());
     tracing::info!("shutting down: no new calls, finishing {running} in flight");
     // Stop taking messages first, so nothing new starts while the calls in flight finish.
     session.stop_consuming().await;
     let started = tokio::time::Instant::now();
     let all = u32::try_from(calls).unwrap_or(u32::MAX);
-    if tokio::time::timeout(DRAIN_LIMIT, in_flight.acquire_many(all))
+    // Calls waiting on outgoing calls hold an entry but no running permit: wait for both.
+    let drained = async {
+        let entries = in_flight.entries.acquire_many(all).await;
+        let running = in_flight.running.acquire_many(all).await;
+        (entries, running)
+    };
+    if tokio::time::timeout(DRAIN_LIMIT, drained)
         .await
         .is_err()
     {
         tracing::warn!(
             "{} calls still running after {} s; stopping anyway",
-            calls.saturating_sub(in_flight.available_permits()),
+            calls.saturating_sub(in_flight.running.available_permits()),
             DRAIN_LIMIT.as_secs()
         );
     }
@@ -656,7 +663,7 @@ async fn apply(
     subscriptions: &mut Vec<Subscription>,
     session: &mut Session,
     replier: &Arc<Replier>,
-    in_flight: &Arc<Semaphore>,
+    in_flight: &Arc<InFlight>,
 ) {
     let owned = |k: (&str, &str, &str)| (k.0.to_string(), k.1.to_string(), k.2.to_string());
     let wanted: Vec<_> = reloaded.servers.iter().map(|s| owned(s.key())).collect();
@@ -745,7 +752,7 @@ struct Listener {
     /// Swapped by a reload; each message takes the one current when it arrives.
     dispatcher: ArcSwap<Dispatcher>,
     replier: Arc<Replier>,
-    in_flight: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
     duplicates: Duplicates,
 }
 
@@ -760,7 +767,7 @@ impl Listener {
             };
             // Back-pressure: wait for a slot before acking and taking on more work; meanwhile
             // the prefetch count holds further messages in the broker.
-            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            let Ok(permit) = self.in_flight.running.clone().acquire_owned().await else {
                 return "the host is stopping".to_string();
             };
             tokio::spawn(self.clone().handle(queue.clone(), delivery, permit));
@@ -876,7 +883,11 @@ impl Listener {
         // The ack runs alongside the call instead of before it (waiting for lapin to
         // write it out costs a thread hand-off per message); the reply still goes out
         // only once it is acked.
-        let run = AssertUnwindSafe(dispatcher.run(&call.resolved, &call.request)).catch_unwind();
+        let slot = Arc::new(self.in_flight.slot(permit));
+        // Before the ack: a request waiting for its entry stays in the broker's prefetch count.
+        let entry = self.in_flight.enter(&slot, &call.request.context).await;
+        let run = AssertUnwindSafe(dispatcher.run(&call.resolved, &call.request, Some(slot.clone())))
+            .catch_unwind();
         let ((), outcome) = tokio::join!(settlement.ack(), run);
         drop(_heartbeat);
         let outcome = match outcome {
@@ -911,9 +922,10 @@ impl Listener {
             // The request tree is not kept while the reply waits for its confirm.
             drop(call);
             // The call's permit is traded for a publishing slot: the call is done.
-            if let Some(slot) = self.replier.slot().await {
-                drop(permit);
-                self.replier.send(slot, &to, &reply).await;
+            if let Some(reply_slot) = self.replier.slot().await {
+                drop(slot.take());
+                drop(entry);
+                self.replier.send(reply_slot, &to, &reply).await;
             }
         }
     }

@@ -44,14 +44,19 @@ impl PyServer {
 
     /// Like [`PyServer::spawn`], with extra environment (`FJORD_OSLO_CONFIG`...).
     pub fn spawn_env(url: &str, topic: &str, server: &str, env: &[(&str, &str)]) -> PyServer {
+        PyServer::spawn_script("oslo_server.py", &[url, topic, server], topic, env)
+    }
+
+    /// Starts `interop/<script>` with `args` and waits until it prints `ready`.
+    pub fn spawn_script(script: &str, args: &[&str], topic: &str, env: &[(&str, &str)]) -> PyServer {
         let mut child = Command::new(python())
-            .arg(workspace_root().join("interop/oslo_server.py"))
-            .args([url, topic, server])
+            .arg(workspace_root().join("interop").join(script))
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("cannot start the Python oslo server");
+            .unwrap_or_else(|e| panic!("cannot start interop/{script}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -71,7 +76,7 @@ impl PyServer {
         assert_eq!(
             ready.as_deref(),
             Some("ready"),
-            "Python server did not start"
+            "interop/{script} did not start"
         );
         server
     }

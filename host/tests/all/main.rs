@@ -18,6 +18,8 @@ mod hot_deploy;
 mod interop;
 mod keyvalue;
 mod new_endpoint;
+mod nova;
+mod outgoing;
 mod ops;
 mod python_guest;
 mod queue_options;
