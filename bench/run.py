@@ -223,6 +223,8 @@ def main():
                         help="skip the start-up, RSS and 64 KB checks")
     parser.add_argument("--only-keyvalue", action="store_true",
                         help="only the keyvalue rows (counter increment beside add)")
+    parser.add_argument("--only-chain", action="store_true",
+                        help="only the chain rows (client -> endpoint A -> endpoint B, fjord and Python)")
     opts = parser.parse_args()
     URL = opts.url
     amqp = URL.replace("rabbit://", "amqp://", 1)
@@ -237,8 +239,8 @@ def main():
     env = dict(os.environ, RUST_LOG="warn,fjord_host=info")
     # The first host of the URL is the broker measured.
     broker = broker_pid(urllib.parse.urlsplit(amqp.split(",")[0]).port or 5672)
-    if opts.only_keyvalue:
-        keyvalue_bench(opts, work, env, run, broker)
+    if opts.only_keyvalue or opts.only_chain:
+        (keyvalue_bench if opts.only_keyvalue else chain_bench)(opts, work, env, run, broker)
         shutil.rmtree(work, ignore_errors=True)
         return
     load_at_start = os.getloadavg()
@@ -327,6 +329,7 @@ def main():
     stop_all()
     write_report(opts, results, systems, sizes, callers, startup, memory, big, load_at_start, broker)
     keyvalue_bench(opts, work, env, run, broker)
+    chain_bench(opts, work, env, run, broker)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -416,6 +419,94 @@ def keyvalue_bench(opts, work, env, run, broker):
     with open(opts.out + "-keyvalue.md", "w") as f:
         f.write(text)
     with open(opts.out + "-keyvalue.json", "w") as f:
+        json.dump({"rows": rows, "goals": [dict(name=n, value=v, goal=g, met=ok) for n, v, g, ok in goals]}, f,
+                  indent=1)
+
+
+def chain_bench(opts, work, env, run, broker):
+    """Issue 10: a two-hop chain, client -> endpoint A -> endpoint B, where A is a client too. fjord:
+    one fjord-host serving the `relay` test component (A, whose `forward` calls B through
+    fjord:endpoint/rpc) and the calculator (B). Python: two oslo.messaging servers, A's `relay`
+    namespace forwarding to B's `add` through its own RPC client. Beside them the single hop
+    (client -> B) of each. The same load generator (`fjord bench`) drives all four, at 1 and 16
+    callers, interleaved. Server CPU per call is the sum over the chain's server processes.
+    Writes OUT-chain.md and OUT-chain.json."""
+    fjord = os.path.join(RELEASE, "fjord")
+    relay, calculator = (os.path.join(GUESTS, w + ".wasm") for w in ("relay", "calculator"))
+    a, b = f"{run}_chain_a", f"{run}_chain_b"
+    cfg = os.path.join(work, "chain.toml")
+    with open(cfg, "w") as f:
+        f.write(f'transport_url = "{URL}"\n'
+                f'[[server]]\ntopic = "{a}"\nserver = "bench"\n'
+                f'endpoints = [{{ path = "{relay}", calls = ["{b}"] }}]\n'
+                f'[[server]]\ntopic = "{b}"\nserver = "bench"\nendpoints = ["{calculator}"]\n')
+    host, _ = start([os.path.join(RELEASE, "fjord-host"), "--config", cfg], "fjord-host ready", env=env)
+    pa, pb = f"{run}_pychain_a", f"{run}_pychain_b"
+    server_py = os.path.join(ROOT, "interop", "oslo_server.py")
+    py_a, _ = start([PYTHON, server_py, URL, pa, "bench"], "ready")
+    py_b, _ = start([PYTHON, server_py, URL, pb, "bench"], "ready")
+    add = ["add", "a=2", "b=3"]
+
+    def forward(to):
+        hop = json.dumps({"topic": to, "fanout": False})
+        return ["forward", f"to={hop}", "method=add", "args=" + json.dumps(json.dumps({"a": 2, "b": 3}))]
+
+    # (name, topic, namespace, method and args, server processes whose CPU counts)
+    rows_of = [
+        ("fjord single hop", b, None, add, [host.pid]),
+        ("fjord chain", a, None, forward(b), [host.pid]),
+        ("Python single hop", pb, None, add, [py_b.pid]),
+        ("Python chain", pa, "relay", forward(pb), [py_a.pid, py_b.pid]),
+    ]
+    rows = []
+    for c in [1, 16]:
+        for name, topic, namespace, call, pids in rows_of:
+            python = name.startswith("Python")
+            n = max(int(((500 if c == 1 else 2000) if python else (2000 if c == 1 else 6000)) * opts.scale), c)
+            cmd = ([fjord, "bench", "--url", URL, "--topic", topic, "--concurrency", str(c), "--calls", str(n)]
+                   + (["--namespace", namespace] if namespace else []) + call)
+            runs = []
+            for _ in range(opts.repeat):
+                before = [cpu_seconds(p) for p in pids]
+                r = load(cmd, f"{name} c={c}", pids[0], broker)
+                after = [cpu_seconds(p) for p in pids]
+                if all(before) and all(after):
+                    spent = sum(sum(x) - sum(y) for x, y in zip(after, before))
+                    r["server_us"] = round(spent * 1e6 / (max(r["calls"], 1) + 1), 1)
+                runs.append(r)
+            r = sorted(runs, key=lambda r: r["calls_per_s"])[len(runs) // 2]
+            rows.append(dict(system=name, callers=c, **r))
+            print(f"  {name:17} c={c:<3} {r['calls_per_s']:>8.0f}/s p50 {r['p50_ms']:7.3f} ms "
+                  f"p99 {r['p99_ms']:7.3f} ms  servers {r.get('server_us', float('nan')):7.1f} us/call"
+                  f"{'  errors ' + str(r['errors']) if r['errors'] else ''}", flush=True)
+    for proc in (host, py_a, py_b):
+        stop(proc)
+
+    def row(name, c):
+        return next(r for r in rows if (r["system"], r["callers"]) == (name, c))
+
+    lines = ["| system | callers | calls/s | p50 ms | p99 ms | servers' CPU us/call | errors |",
+             "|---|---|---|---|---|---|---|"]
+    for c in [1, 16]:
+        for name, *_ in rows_of:
+            r = row(name, c)
+            lines.append(f"| {name} | {c} | {r['calls_per_s']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                         f"{fmt(r.get('server_us'), 1)} | {r['errors']} |")
+    speed = row("fjord chain", 16)["calls_per_s"] / max(row("Python chain", 16)["calls_per_s"], 1e-9)
+    goals = [("fjord chain / Python chain calls/s, 16 callers", speed, ">= 5", speed >= 5)]
+    for c in [1, 16]:
+        p50 = row("fjord chain", c)["p50_ms"] / max(row("fjord single hop", c)["p50_ms"], 1e-9)
+        goals.append((f"fjord chain p50 / fjord single hop p50, {c} callers", p50, "<= 2.2", p50 <= 2.2))
+    goal_lines = ["| measure | value | goal | met |", "|---|---|---|---|"]
+    goal_lines += [f"| {n} | {v:.2f} | {g} | {'yes' if ok else 'NO'} |" for n, v, g, ok in goals]
+    text = ("# fjord chain benchmark (client -> endpoint A -> endpoint B)\n\n"
+            + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            + f", load average {os.getloadavg()[0]:.2f}\n\n" + "\n".join(lines) + "\n\n"
+            + "\n".join(goal_lines) + "\n")
+    print("\n" + text)
+    with open(opts.out + "-chain.md", "w") as f:
+        f.write(text)
+    with open(opts.out + "-chain.json", "w") as f:
         json.dump({"rows": rows, "goals": [dict(name=n, value=v, goal=g, met=ok) for n, v, g, ok in goals]}, f,
                   indent=1)
 

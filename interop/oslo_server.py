@@ -105,6 +105,34 @@ class StateEndpoint:
         return self._sval
 
 
+class RelayEndpoint:
+    """Namespace `relay`: an endpoint that is a client too, as fjord's `relay` test component's
+    `forward`: calls `method` of `to` (a dict with `topic` and optional `server`, `version`) with
+    `args` (JSON text) through the server's own transport and returns the result as JSON text. The
+    benchmark's Python chain (client -> A -> B) is this endpoint calling another server."""
+
+    target = oslo_messaging.Target(namespace="relay")
+
+    def __init__(self, transport):
+        self._transport = transport
+        self._clients = {}
+        self._lock = threading.Lock()
+
+    def _client(self, to):
+        key = (to["topic"], to.get("server"), to.get("version"))
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                target = oslo_messaging.Target(topic=to["topic"], server=to.get("server"),
+                                               version=to.get("version"))
+                client = oslo_messaging.get_rpc_client(self._transport, target)
+                self._clients[key] = client
+            return client
+
+    def forward(self, ctxt, to, method, args):
+        return json.dumps(self._client(to).call(ctxt, method, **json.loads(args)))
+
+
 def main():
     url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
         "FJORD_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
@@ -118,7 +146,7 @@ def main():
     transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
     target = oslo_messaging.Target(topic=topic, server=server)
     rpc_server = oslo_messaging.get_rpc_server(
-        transport, target, [CalcEndpoint(), NamespacedEndpoint(), StateEndpoint()], executor="threading")
+        transport, target, [CalcEndpoint(), NamespacedEndpoint(), StateEndpoint(), RelayEndpoint(transport)], executor="threading")
     rpc_server.start()
     with _print_lock:
         sys.stdout.write("ready\n")

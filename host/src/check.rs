@@ -63,6 +63,14 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
                 e.file.display(),
                 methods.join(", ")
             );
+            let grants = &e.capabilities;
+            if !grants.calls.is_empty() {
+                let calls: Vec<String> = grants.calls.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "    may call {}", calls.join(", "));
+            }
+            if !grants.keyvalue.is_empty() {
+                let _ = writeln!(out, "    may open buckets {}", grants.keyvalue.join(", "));
+            }
         }
         if section.control {
             let _ = writeln!(

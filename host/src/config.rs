@@ -228,7 +228,9 @@ impl<'de> Deserialize<'de> for EndpointConfig {
                 let calls = table
                     .calls
                     .iter()
-                    .map(|g| CallGrant::parse(g).map_err(|e| de::Error::custom(format!("calls: {e}"))))
+                    .map(|g| {
+                        CallGrant::parse(g).map_err(|e| de::Error::custom(format!("calls: {e}")))
+                    })
                     .collect::<Result<Vec<_>, A::Error>>()?;
                 let defaults = Limits::default();
                 let kib = |v: Option<usize>, default| v.map_or(default, |k| k.saturating_mul(1024));

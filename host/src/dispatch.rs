@@ -174,7 +174,9 @@ impl Dispatcher {
             // Resolved by this dispatcher: cannot happen.
             return Err(Failure::no_such_method(&call.method));
         };
-        let outcome = self.call(endpoint, method, &call.params, request, slot).await;
+        let outcome = self
+            .call(endpoint, method, &call.params, request, slot)
+            .await;
         let max = endpoint.limits.max_reply_bytes;
         match outcome {
             Err(failure) if failure.message.len() > max => Err(too_large("error message", max)),

@@ -14,8 +14,8 @@ wasmtime::component::bindgen!({
     imports: { "fjord:endpoint/rpc": async },
 });
 
-use fjord::endpoint::{context, failure, log, rpc, types};
 use crate::outgoing::{CallSlot, Served, DEFAULT_MAX_DEPTH};
+use fjord::endpoint::{context, failure, log, rpc, types};
 use std::sync::Arc;
 
 /// The longest exception message a guest may report through `failure.raise`; the rest is cut (at
@@ -133,7 +133,10 @@ impl GuestState {
             call: &self.call,
             grants: &rpc.grants,
             deadline: rpc.deadline,
-            max_depth: rpc.outgoing.as_ref().map_or(DEFAULT_MAX_DEPTH, |o| o.max_depth()),
+            max_depth: rpc
+                .outgoing
+                .as_ref()
+                .map_or(DEFAULT_MAX_DEPTH, |o| o.max_depth()),
         };
         let planned = crate::outgoing::plan(
             &served,
@@ -197,4 +200,3 @@ impl rpc::Host for GuestState {
         outgoing.cast(plan).await
     }
 }
-

@@ -17,8 +17,8 @@
 //!   ([`InFlight`]), so a chain that comes back into the same host always finds a slot; a chain
 //!   deeper than `max_call_depth` (a guest calling itself) fails with `not-allowed`.
 
-use crate::guest_api::fjord::endpoint::rpc::{self, CallError, CallOptions, RemoteFailure};
 use crate::config::Config;
+use crate::guest_api::fjord::endpoint::rpc::{self, CallError, CallOptions, RemoteFailure};
 use crate::guest_api::CallInfo;
 use anyhow::Context as _;
 use fjord_client::{RpcClient, RpcError, Transport};
@@ -169,11 +169,7 @@ pub fn plan(
                 json_kind(&other)
             )))
         }
-        Err(e) => {
-            return Err(CallError::BadArguments(format!(
-                "args are not JSON: {e}"
-            )))
-        }
+        Err(e) => return Err(CallError::BadArguments(format!("args are not JSON: {e}"))),
     };
     let depth = depth(&served.call.context);
     if depth >= served.max_depth {
@@ -326,7 +322,10 @@ impl Outgoing {
             "outgoing calls: client connection open, replies on {}",
             transport.reply_queue_name()
         );
-        Ok(Some(Arc::new(Outgoing::new(transport, config.max_call_depth))))
+        Ok(Some(Arc::new(Outgoing::new(
+            transport,
+            config.max_call_depth,
+        ))))
     }
 
     pub fn max_depth(&self) -> u32 {
@@ -379,9 +378,9 @@ fn call_error(shown: &str, error: RpcError) -> CallError {
             module: e.module,
             message: e.message,
         }),
-        RpcError::InvalidTarget(_) | RpcError::InvalidArguments(_) | RpcError::InvalidTimeout(_) => {
-            CallError::BadArguments(format!("{shown}: {error}"))
-        }
+        RpcError::InvalidTarget(_)
+        | RpcError::InvalidArguments(_)
+        | RpcError::InvalidTimeout(_) => CallError::BadArguments(format!("{shown}: {error}")),
         other => CallError::Unavailable(format!("{shown}: {other}")),
     }
 }
@@ -402,10 +401,10 @@ impl CallSlot {
     /// Runs `wait` (a guest waiting for a reply) with the call's permit lent back. If `wait` is
     /// abandoned (the call's deadline), nothing leaks: the permit is simply not taken again.
     pub async fn lend_while<F: std::future::Future>(&self, wait: F) -> F::Output {
-        let lent = self.take();
+        // The permit goes back to the pool here, before the wait, not when `wait` is done.
+        let lent = self.take().is_some();
         let out = wait.await;
-        if lent.is_some() {
-            drop(lent);
+        if lent {
             // Closed only when the host stops; then the call finishes without a permit.
             if let Ok(permit) = self.pool.clone().acquire_owned().await {
                 *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
@@ -550,25 +549,41 @@ mod tests {
         assert!(!allowed("compute", "compute", Some("host1")));
         assert!(allowed("compute.*", "compute", Some("host1")));
         assert!(allowed("compute.*", "compute", None));
-        assert!(allowed("compute.host1.example.org", "compute", Some("host1.example.org")));
+        assert!(allowed(
+            "compute.host1.example.org",
+            "compute",
+            Some("host1.example.org")
+        ));
         assert!(!allowed("compute.host1", "compute", Some("host2")));
         assert!(!allowed("compute.*", "conductor", None));
         assert!(allowed("*", "anything", Some("at-all")));
         for bad in ["", ".x", "a.", "co*", "a.b*", "a b", "*.x"] {
             assert!(CallGrant::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert_eq!(CallGrant::parse("compute.*").unwrap().to_string(), "compute.*");
+        assert_eq!(
+            CallGrant::parse("compute.*").unwrap().to_string(),
+            "compute.*"
+        );
     }
 
     #[test]
     fn a_target_not_granted_is_not_allowed_and_named() {
         let call = served_call(serde_json::json!({}));
-        let err = try_plan(&call, &["compute"], target("compute", Some("h1")), "{}", &options())
-            .unwrap_err();
+        let err = try_plan(
+            &call,
+            &["compute"],
+            target("compute", Some("h1")),
+            "{}",
+            &options(),
+        )
+        .unwrap_err();
         let CallError::NotAllowed(why) = err else {
             panic!("{err:?}")
         };
-        assert!(why.contains("compute.h1") && why.contains("[\"compute\"]"), "{why}");
+        assert!(
+            why.contains("compute.h1") && why.contains("[\"compute\"]"),
+            "{why}"
+        );
         let none = try_plan(&call, &[], target("compute", None), "{}", &options()).unwrap_err();
         assert!(matches!(none, CallError::NotAllowed(_)), "{none:?}");
     }
@@ -576,8 +591,14 @@ mod tests {
     #[test]
     fn the_context_goes_on_with_a_global_request_id_and_the_depth() {
         let call = served_call(serde_json::json!({"request_id": "req-1", "user_id": "alice"}));
-        let plan = try_plan(&call, &["compute"], target("compute", None), "{\"a\": 1}", &options())
-            .unwrap();
+        let plan = try_plan(
+            &call,
+            &["compute"],
+            target("compute", None),
+            "{\"a\": 1}",
+            &options(),
+        )
+        .unwrap();
         assert_eq!(plan.context["request_id"], "req-1");
         assert_eq!(plan.context["global_request_id"], "req-1");
         assert_eq!(plan.context["user_id"], "alice");
@@ -603,7 +624,10 @@ mod tests {
     fn a_chain_too_deep_is_not_allowed() {
         let call = served_call(serde_json::json!({ DEPTH_KEY: DEFAULT_MAX_DEPTH }));
         let err = try_plan(&call, &["*"], target("compute", None), "{}", &options()).unwrap_err();
-        assert!(matches!(&err, CallError::NotAllowed(w) if w.contains("calls deep")), "{err:?}");
+        assert!(
+            matches!(&err, CallError::NotAllowed(w) if w.contains("calls deep")),
+            "{err:?}"
+        );
         // What the wire says is checked: a depth that is not a count is none.
         let call = served_call(serde_json::json!({ DEPTH_KEY: "lots" }));
         let plan = try_plan(&call, &["*"], target("compute", None), "{}", &options()).unwrap();
@@ -617,18 +641,29 @@ mod tests {
             (target("compute", None), "[1]", options(), "an array"),
             (target("compute", None), "{", options(), "not JSON"),
             (target("", None), "{}", options(), "no topic"),
-            (target("compute", Some("")), "{}", options(), "server is empty"),
+            (
+                target("compute", Some("")),
+                "{}",
+                options(),
+                "server is empty",
+            ),
             (target(&"c".repeat(300), None), "{}", options(), "255"),
             (
                 target("compute", None),
                 "{}",
-                CallOptions { timeout: Some(-1.0), context: None },
+                CallOptions {
+                    timeout: Some(-1.0),
+                    context: None,
+                },
                 "positive",
             ),
             (
                 target("compute", None),
                 "{}",
-                CallOptions { timeout: None, context: Some("3".into()) },
+                CallOptions {
+                    timeout: None,
+                    context: Some("3".into()),
+                },
                 "context must be a JSON object",
             ),
         ];
@@ -657,15 +692,58 @@ mod tests {
             context: None,
         };
         let plan_with = |options: &CallOptions, now| {
-            plan(&served, target("compute", None), "m".into(), "{}", options, now)
+            plan(
+                &served,
+                target("compute", None),
+                "m".into(),
+                "{}",
+                options,
+                now,
+            )
         };
-        assert_eq!(plan_with(&with(None), now).unwrap().timeout, Duration::from_secs(2));
-        assert_eq!(plan_with(&with(Some(60.0)), now).unwrap().timeout, Duration::from_secs(2));
+        assert_eq!(
+            plan_with(&with(None), now).unwrap().timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            plan_with(&with(Some(60.0)), now).unwrap().timeout,
+            Duration::from_secs(2)
+        );
         assert_eq!(
             plan_with(&with(Some(0.5)), now).unwrap().timeout,
             Duration::from_millis(500)
         );
         let late = plan_with(&with(None), now + Duration::from_secs(3)).unwrap_err();
         assert!(matches!(late, CallError::Timeout(_)), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_call_lends_its_permit_back_and_takes_one_again() {
+        let flight = InFlight::new(1);
+        let permit = flight.running.clone().acquire_owned().await.unwrap();
+        let slot = flight.slot(permit);
+        assert_eq!(flight.running.available_permits(), 0);
+        // While it waits, the one permit is free for the call it waits for.
+        let during = slot
+            .lend_while(async { flight.running.available_permits() })
+            .await;
+        assert_eq!(during, 1);
+        assert_eq!(flight.running.available_permits(), 0);
+        assert!(slot.take().is_some());
+    }
+
+    #[tokio::test]
+    async fn only_requests_from_outside_a_chain_need_an_entry() {
+        let flight = InFlight::new(1);
+        let first = flight.slot(flight.running.clone().acquire_owned().await.unwrap());
+        let outside = Map::new();
+        let entry = flight.enter(&first, &outside).await;
+        assert!(entry.is_some());
+        // A request a chain sent (depth 1) runs although every entry is taken.
+        let mut nested = Map::new();
+        nested.insert(DEPTH_KEY.into(), Value::from(1));
+        drop(first.take());
+        let second = flight.slot(flight.running.clone().acquire_owned().await.unwrap());
+        assert!(flight.enter(&second, &nested).await.is_none());
     }
 }

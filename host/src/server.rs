@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::delivery::{deliver, Duplicates, Loudness, Verdict};
 use crate::dispatch::{Dispatcher, FJORD_MODULE};
 use crate::endpoint;
+use crate::outgoing::InFlight;
 use crate::replies::{open_reply_channel, Replier};
 use crate::sandbox::Sandbox;
 use crate::settlement::Settlement;
@@ -35,7 +36,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use crate::outgoing::InFlight;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -628,10 +628,7 @@ pub async fn serve_with(
         let running = in_flight.running.acquire_many(all).await;
         (entries, running)
     };
-    if tokio::time::timeout(DRAIN_LIMIT, drained)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_LIMIT, drained).await.is_err() {
         tracing::warn!(
             "{} calls still running after {} s; stopping anyway",
             calls.saturating_sub(in_flight.running.available_permits()),
@@ -886,8 +883,9 @@ impl Listener {
         let slot = Arc::new(self.in_flight.slot(permit));
         // Before the ack: a request waiting for its entry stays in the broker's prefetch count.
         let entry = self.in_flight.enter(&slot, &call.request.context).await;
-        let run = AssertUnwindSafe(dispatcher.run(&call.resolved, &call.request, Some(slot.clone())))
-            .catch_unwind();
+        let run =
+            AssertUnwindSafe(dispatcher.run(&call.resolved, &call.request, Some(slot.clone())))
+                .catch_unwind();
         let ((), outcome) = tokio::join!(settlement.ack(), run);
         drop(_heartbeat);
         let outcome = match outcome {

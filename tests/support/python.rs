@@ -48,7 +48,12 @@ impl PyServer {
     }
 
     /// Starts `interop/<script>` with `args` and waits until it prints `ready`.
-    pub fn spawn_script(script: &str, args: &[&str], topic: &str, env: &[(&str, &str)]) -> PyServer {
+    pub fn spawn_script(
+        script: &str,
+        args: &[&str],
+        topic: &str,
+        env: &[(&str, &str)],
+    ) -> PyServer {
         let mut child = Command::new(python())
             .arg(workspace_root().join("interop").join(script))
             .args(args)

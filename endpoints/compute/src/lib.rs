@@ -46,7 +46,10 @@ impl Guest for Compute {
     fn build_and_run_instance(instance: Instance) -> Result<(), String> {
         let (host, _) = node()?;
         let bucket = keyvalue::open(BUCKET)?;
-        bucket.set(&format!("{host}/instance/{}", instance.name), instance.ram_mb.to_string())?;
+        bucket.set(
+            &format!("{host}/instance/{}", instance.name),
+            instance.ram_mb.to_string(),
+        )?;
         bucket.increment(&format!("{host}/used_ram_mb"), instance.ram_mb)?;
         fjord_guest::info!("built {} ({} MB) on {host}", instance.name, instance.ram_mb);
         Ok(())

@@ -10,8 +10,6 @@
 //! ```
 //!
 //! `COMPUTE_TOPIC` names the compute topic when it is not `compute`.
-//! ```text
-//! ```
 
 wit_bindgen::generate!({
     world: "scheduler-endpoint",
@@ -71,7 +69,10 @@ impl Guest for Scheduler {
                 .call::<Resources>("free_resources", &());
             match asked {
                 Ok(free) if free.free_ram_mb >= spec.ram_mb => {
-                    if best.as_ref().is_none_or(|b| free.free_ram_mb > b.free_ram_mb) {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| free.free_ram_mb > b.free_ram_mb)
+                    {
                         best = Some(free);
                     }
                 }

@@ -89,10 +89,20 @@ async fn a_python_conductor_schedules_onto_python_and_fjord_compute_nodes() {
     assert_eq!(answers["big"]["result"]["host"], "node-rs", "{answers:?}");
     assert_eq!(answers["small"]["result"]["host"], "node-py", "{answers:?}");
     let none = &answers["none"];
-    assert_eq!((&none["module"], &none["class"]), (&json!("nova.exception"), &json!("NoValidHost")), "{none}");
+    assert_eq!(
+        (&none["module"], &none["class"]),
+        (&json!("nova.exception"), &json!("NoValidHost")),
+        "{none}"
+    );
+    assert_eq!(none["is_novalidhost"], true, "{none}");
     let plain = &answers["none-plain"];
-    assert_eq!((&plain["class"], &plain["exc_type"]), (&json!("RemoteError"), &json!("NoValidHost")), "{plain}");
-    assert_eq!(answers["invalid"]["class"], "ValueError", "{answers:?}");
+    assert_eq!(
+        (&plain["class"], &plain["exc_type"]),
+        (&json!("RemoteError"), &json!("NoValidHost")),
+        "{plain}"
+    );
+    // A builtins class is raised as itself, not as a `_Remote` subclass.
+    assert_eq!(answers["invalid"]["raised"], "ValueError", "{answers:?}");
 
     // The casts arrived: vm2 at the Python node (with the conductor's request id passed on),
     // vm1 at the fjord node.
@@ -107,7 +117,15 @@ async fn a_python_conductor_schedules_onto_python_and_fjord_compute_nodes() {
     assert_eq!(built["built"]["name"], "vm2");
     assert_eq!(built["ctxt"]["request_id"], "req-small");
     assert_eq!(built["ctxt"]["global_request_id"], "req-small");
-    let node_rs = client(&compute).await.prepare().server("node-rs").version("5.0").build();
-    let instances: Vec<String> = node_rs.call(&Map::new(), "instances", json!({})).await.unwrap();
+    let node_rs = client(&compute)
+        .await
+        .prepare()
+        .server("node-rs")
+        .version("5.0")
+        .build();
+    let instances: Vec<String> = node_rs
+        .call(&Map::new(), "instances", json!({}))
+        .await
+        .unwrap();
     assert_eq!(instances, ["vm1"], "{}", host.log());
 }

@@ -68,6 +68,31 @@ pub fn scratch(prefix: &str) -> PathBuf {
     dir
 }
 
+/// The README's `scripts/run` serves the repository's own my.toml: it must stay valid as the
+/// examples change (the guests are the release builds scripts/setup makes).
+#[test]
+fn the_repository_my_toml_checks_with_every_example_and_grant() {
+    let root = workspace();
+    for name in ["calculator", "counter", "scheduler", "compute"] {
+        wasm(name);
+    }
+    let out = check_command(&root.join("my.toml"), &root, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for needle in [
+        "server test.server1",
+        "server counter.server1",
+        "server scheduler.sched1",
+        "select_destinations(spec)",
+        "    may call compute.*",
+        "server compute.node1",
+        "free_resources(), instances()",
+        "    may open buckets compute",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} missing:\n{stdout}");
+    }
+}
+
 #[test]
 fn check_prints_what_each_server_serves_with_relative_paths_from_anywhere() {
     let dir = scratch("check");

@@ -84,7 +84,12 @@ impl Guest for Relay {
             .map_err(|e| format!("at depth {depth}: {e}"))
     }
 
-    fn call_then_spin(to: Hop, method: String, args: String, spin_ms: u32) -> Result<String, String> {
+    fn call_then_spin(
+        to: Hop,
+        method: String,
+        args: String,
+        spin_ms: u32,
+    ) -> Result<String, String> {
         let options = rpc::CallOptions {
             timeout: None,
             context: None,
