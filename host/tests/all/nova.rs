@@ -1,7 +1,8 @@
 //! The nova flow across languages with the real oslo.messaging 18.3.1: a Python conductor
-//! (`interop/nova_conductor.py`) calls the fjord scheduler (`endpoints/scheduler`), which asks a
-//! Python compute server (`interop/nova_compute.py`) and a fjord compute server
-//! (`endpoints/compute`) for their free RAM, casts the build to one, or raises `NoValidHost`.
+//! (`interop/nova_conductor.py`) calls the fjord scheduler (`endpoints/scheduler` in Rust, or
+//! `endpoints/scheduler-py` in Python), which asks a Python compute server
+//! (`interop/nova_compute.py`) and a fjord compute server (`endpoints/compute`) for their free
+//! RAM, casts the build to one, or raises `NoValidHost`.
 
 use crate::harness::{path_item, unique, wasm, workspace, Host, URL};
 use crate::interop::python::{python, PyServer};
@@ -12,9 +13,15 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A host serving the scheduler (on `scheduler`/`sched1`, granted `<compute>.*`) and one fjord
-/// compute node `node-rs` with `ram_mb`.
-pub fn nova_config(scheduler: &str, compute: &str, hosts: &str, ram_mb: u64) -> String {
+/// A host serving the scheduler component `scheduler_wasm` (on `scheduler`/`sched1`, granted
+/// `<compute>.*`) and one fjord compute node `node-rs` with `ram_mb`.
+pub fn nova_config(
+    scheduler_wasm: &str,
+    scheduler: &str,
+    compute: &str,
+    hosts: &str,
+    ram_mb: u64,
+) -> String {
     format!(
         "transport_url = \"{URL}\"\n\
          [[server]]\ntopic = \"{scheduler}\"\nserver = \"sched1\"\n\
@@ -24,7 +31,7 @@ pub fn nova_config(scheduler: &str, compute: &str, hosts: &str, ram_mb: u64) -> 
          endpoints = [{{ path = {}, keyvalue = [\"compute\"], \
          env = {{ COMPUTE_HOST = \"node-rs\", COMPUTE_RAM_MB = \"{ram_mb}\" }} }}]\n\
          [keyvalue]\npath = {}\n",
-        path_item(&wasm("scheduler")),
+        path_item(&wasm(scheduler_wasm)),
         path_item(&wasm("compute")),
         path_item(&std::env::temp_dir().join(format!("{}.redb", unique("nova")))),
     )
@@ -64,6 +71,16 @@ fn conductor(scheduler: &str, cases: &[Value]) -> HashMap<String, Value> {
 
 #[tokio::test]
 async fn a_python_conductor_schedules_onto_python_and_fjord_compute_nodes() {
+    schedule_onto_python_and_fjord_compute_nodes("scheduler").await;
+}
+
+/// The same flow with the scheduler written in Python (`fjord_guest.rpc`).
+#[tokio::test]
+async fn the_python_scheduler_endpoint_schedules_the_same() {
+    schedule_onto_python_and_fjord_compute_nodes("scheduler-py").await;
+}
+
+async fn schedule_onto_python_and_fjord_compute_nodes(scheduler_wasm: &str) {
     let scheduler = unique("scheduler");
     let compute = unique("compute");
     let py_compute = PyServer::spawn_script(
@@ -72,7 +89,13 @@ async fn a_python_conductor_schedules_onto_python_and_fjord_compute_nodes() {
         &compute,
         &[],
     );
-    let host = Host::start(&nova_config(&scheduler, &compute, "node-py,node-rs", 4096));
+    let host = Host::start(&nova_config(
+        scheduler_wasm,
+        &scheduler,
+        &compute,
+        "node-py,node-rs",
+        4096,
+    ));
     let spec = |name: &str, ram: u64| json!({"name": name, "ram_mb": ram});
     let answers = conductor(
         &scheduler,
