@@ -154,11 +154,7 @@ impl GuestState {
             );
         })?;
         let outgoing = rpc.outgoing.clone().ok_or_else(|| {
-            rpc::CallError::Unavailable(
-                "this host opened no client connection: no endpoint had `calls` when it started \
-                 (restart it to grant calls)"
-                    .into(),
-            )
+            rpc::CallError::Unavailable("this sandbox has no client connection".into())
         })?;
         tracing::debug!(
             endpoint = %self.call.endpoint, method = %self.call.method, request_id,

@@ -153,12 +153,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Opened only when some endpoint is granted a bucket; a reload keeps this store.
         let keyvalue = Keyvalue::open(&config.keyvalue).await?;
-        // Opened only when some endpoint is granted `calls`; a reload keeps this connection.
+        // Connected at start when some endpoint is granted `calls`, else on first use (a reload
+        // may grant them); a reload keeps this connection.
         let outgoing = Outgoing::open(&config).await?;
         let sandbox = Arc::new(
             Sandbox::for_calls(config.in_flight)?
                 .with_keyvalue(keyvalue.clone())
-                .with_outgoing(outgoing),
+                .with_outgoing(Some(outgoing)),
         );
         let servers = server::load_with(&sandbox, &config)?;
         if let Some(listen) = config.admin {

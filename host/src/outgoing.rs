@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::guest_api::fjord::endpoint::rpc::{self, CallError, CallOptions, RemoteFailure};
 use crate::guest_api::CallInfo;
 use anyhow::Context as _;
-use fjord_client::{RpcClient, RpcError, Transport};
+use fjord_client::{RpcClient, RpcError, Transport, TransportError, TransportUrl};
 use fjord_oslo::topology::{fanout_exchange_name, short_string};
 use fjord_oslo::Target;
 use serde_json::{Map, Value};
@@ -284,48 +284,76 @@ pub fn depth(context: &Map<String, Value>) -> u32 {
 }
 
 /// The host's client side: one connection (with its reply queue) shared by every guest's
-/// outgoing calls.
+/// outgoing calls, opened at start when some endpoint is granted `calls`, else by the first
+/// outgoing call (an endpoint granted `calls` by a reload).
 pub struct Outgoing {
-    transport: Transport,
+    url: TransportUrl,
+    exchange: String,
     max_depth: u32,
+    transport: tokio::sync::OnceCell<Transport>,
 }
 
 impl Outgoing {
-    pub fn new(transport: Transport, max_depth: u32) -> Self {
-        Outgoing {
-            transport,
-            max_depth,
-        }
-    }
-
-    /// Opens the client connection when some endpoint of `config` is granted `calls`; none
-    /// otherwise (a guest's outgoing call is then `not-allowed` by its empty grants).
-    pub async fn open(config: &Config) -> anyhow::Result<Option<Arc<Outgoing>>> {
+    /// The client side for `config`'s broker; connects now when some endpoint is granted `calls`,
+    /// so that a host that cannot make them does not start.
+    pub async fn open(config: &Config) -> anyhow::Result<Arc<Outgoing>> {
+        let outgoing = Arc::new(Outgoing {
+            url: config.transport_url.clone(),
+            exchange: config.control_exchange.clone(),
+            max_depth: config.max_call_depth,
+            transport: tokio::sync::OnceCell::new(),
+        });
         let granted = config
             .servers
             .iter()
             .flat_map(|s| &s.endpoints)
             .any(|e| !e.capabilities.calls.is_empty());
-        if !granted {
-            return Ok(None);
+        if granted {
+            outgoing.transport().await.with_context(|| {
+                format!(
+                    "cannot open the connection for endpoints' outgoing calls to {}",
+                    config.transport_url
+                )
+            })?;
         }
-        let transport =
-            Transport::connect_with_exchange(&config.transport_url, &config.control_exchange)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot open the connection for endpoints' outgoing calls to {}",
-                        config.transport_url
-                    )
-                })?;
-        tracing::info!(
-            "outgoing calls: client connection open, replies on {}",
-            transport.reply_queue_name()
-        );
-        Ok(Some(Arc::new(Outgoing::new(
-            transport,
-            config.max_call_depth,
-        ))))
+        Ok(outgoing)
+    }
+
+    /// The connection, opened on first use; a failed attempt is tried again by the next call.
+    async fn transport(&self) -> Result<&Transport, TransportError> {
+        self.transport
+            .get_or_try_init(|| async {
+                let transport = Transport::connect_with_exchange(&self.url, &self.exchange).await?;
+                tracing::info!(
+                    "outgoing calls: client connection open, replies on {}",
+                    transport.reply_queue_name()
+                );
+                Ok(transport)
+            })
+            .await
+    }
+
+    /// The client for `plan`, once connected within its timeout.
+    async fn client(&self, plan: &Plan, shown: &str) -> Result<RpcClient, CallError> {
+        let transport = match tokio::time::timeout(plan.timeout, self.transport()).await {
+            Ok(Ok(transport)) => transport.clone(),
+            Ok(Err(e)) => {
+                return Err(CallError::Unavailable(format!(
+                    "{shown}: cannot open the host's client connection to {}: {e}",
+                    self.url
+                )))
+            }
+            Err(_) => {
+                return Err(CallError::Timeout(format!(
+                    "{shown}: the host's client connection to {} did not open in time",
+                    self.url
+                )))
+            }
+        };
+        Ok(RpcClient::new(transport, plan.target.clone())
+            .prepare()
+            .timeout(plan.timeout)
+            .build())
     }
 
     pub fn max_depth(&self) -> u32 {
@@ -335,7 +363,7 @@ impl Outgoing {
     /// Sends a planned call and waits for its reply, as JSON text.
     pub async fn call(&self, plan: Plan, max_result_bytes: usize) -> Result<String, CallError> {
         let shown = shown(&plan.target);
-        let client = self.client(&plan);
+        let client = self.client(&plan, &shown).await?;
         let result: Value = client
             .call(&plan.context, &plan.method, plan.args)
             .await
@@ -354,17 +382,11 @@ impl Outgoing {
     /// Sends a planned cast (a fanout cast when the target says so).
     pub async fn cast(&self, plan: Plan) -> Result<(), CallError> {
         let shown = shown(&plan.target);
-        self.client(&plan)
+        self.client(&plan, &shown)
+            .await?
             .cast(&plan.context, &plan.method, plan.args)
             .await
             .map_err(|e| call_error(&shown, e))
-    }
-
-    fn client(&self, plan: &Plan) -> RpcClient {
-        RpcClient::new(self.transport.clone(), plan.target.clone())
-            .prepare()
-            .timeout(plan.timeout)
-            .build()
     }
 }
 

@@ -152,10 +152,10 @@ async fn every_call_error_case_reaches_the_guest() {
     assert!(matches!(wrong.await, Err(e) if e.starts_with("remote: builtins.TypeError")));
 }
 
-/// `unavailable`: a reload granted `calls` to a host that had none, so it has no client
-/// connection (opened at start only); the guest is told so, and the host keeps serving.
+/// A reload that grants `calls` to a host that had none works at once: the host's client
+/// connection opens on the first outgoing call.
 #[tokio::test]
-async fn calls_granted_by_a_reload_are_unavailable_until_a_restart() {
+async fn calls_granted_by_a_reload_work_at_once() {
     let topic = unique("out-reload");
     let host = relay_host(&topic, "", "");
     let c = client(&topic).await;
@@ -168,6 +168,9 @@ async fn calls_granted_by_a_reload_are_unavailable_until_a_restart() {
         None,
     );
     assert!(matches!(before.await, Err(e) if e.starts_with("not-allowed: ")));
+    assert!(!host
+        .log()
+        .contains("outgoing calls: client connection open"));
 
     std::fs::write(
         host.config_file(),
@@ -188,17 +191,48 @@ async fn calls_granted_by_a_reload_are_unavailable_until_a_restart() {
         json!({"a": 1, "b": 2}),
         None,
     );
+    assert_eq!(after.await, Ok("3".into()), "{}", host.log());
+    assert!(host
+        .log()
+        .contains("outgoing calls: client connection open"));
+}
+
+/// `unavailable`: the callee's reply is larger than the calling endpoint accepts
+/// (its `max_request_kib`); the guest is told so, and the host keeps serving.
+#[tokio::test]
+async fn a_reply_larger_than_the_caller_accepts_is_unavailable() {
+    let topic = unique("out-big");
+    let host = Host::start(&format!(
+        "transport_url = \"{URL}\"\n[[server]]\ntopic = \"{topic}\"\nserver = \"s1\"\n\
+         endpoints = [{{ path = {}, calls = [\"{topic}\"], max_request_kib = 4 }}, \
+         {{ path = {}, namespace = \"hostile\" }}]\n",
+        path_item(&wasm("relay")),
+        path_item(&wasm("hostile")),
+    ));
+    let c = client(&topic).await;
+    let big = relay_call(
+        &c,
+        Map::new(),
+        hop(&topic, None, Some("hostile")),
+        "big_reply",
+        json!({"bytes": 100_000}),
+        None,
+    );
+    let err = big.await.unwrap_err();
     assert!(
-        matches!(after.await, Err(e) if e.starts_with("unavailable: ") && e.contains("restart")),
-        "{}",
+        err.starts_with("unavailable: ") && err.contains("4096 bytes"),
+        "{err}\n{}",
         host.log()
     );
-    assert_eq!(
-        c.call::<i64>(&Map::new(), "add", json!({"a": 1, "b": 2}))
-            .await
-            .unwrap(),
-        3
+    let small = relay_call(
+        &c,
+        Map::new(),
+        hop(&topic, None, Some("hostile")),
+        "big_reply",
+        json!({"bytes": 100}),
+        None,
     );
+    assert_eq!(small.await.map(|r| r.len()), Ok(102));
 }
 
 #[tokio::test]
