@@ -409,16 +409,20 @@ def keyvalue_bench(opts, work, env, run, broker):
             if c == 16:
                 goal = 0.8 if store == "embedded" else 0.7
                 goals.append((f"increment / add calls/s, 16 callers, {store}", ratio, f">= {goal}", ratio >= goal))
+    write_rows(opts, "keyvalue", "fjord keyvalue benchmark (counter increment beside add)", lines, goals, rows)
+
+
+def write_rows(opts, suffix, title, lines, goals, rows):
+    """Prints a table of rows and its goals and writes them to OUT-suffix.md and OUT-suffix.json."""
     goal_lines = ["| measure | value | goal | met |", "|---|---|---|---|"]
     goal_lines += [f"| {name} | {value:.2f} | {goal} | {'yes' if ok else 'NO'} |" for name, value, goal, ok in goals]
-    text = ("# fjord keyvalue benchmark (counter increment beside add)\n\n"
-            + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    text = (f"# {title}\n\n" + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
             + f", load average {os.getloadavg()[0]:.2f}\n\n" + "\n".join(lines) + "\n\n"
             + "\n".join(goal_lines) + "\n")
     print("\n" + text)
-    with open(opts.out + "-keyvalue.md", "w") as f:
+    with open(f"{opts.out}-{suffix}.md", "w") as f:
         f.write(text)
-    with open(opts.out + "-keyvalue.json", "w") as f:
+    with open(f"{opts.out}-{suffix}.json", "w") as f:
         json.dump({"rows": rows, "goals": [dict(name=n, value=v, goal=g, met=ok) for n, v, g, ok in goals]}, f,
                   indent=1)
 
@@ -497,18 +501,7 @@ def chain_bench(opts, work, env, run, broker):
     for c in [1, 16]:
         p50 = row("fjord chain", c)["p50_ms"] / max(row("fjord single hop", c)["p50_ms"], 1e-9)
         goals.append((f"fjord chain p50 / fjord single hop p50, {c} callers", p50, "<= 2.2", p50 <= 2.2))
-    goal_lines = ["| measure | value | goal | met |", "|---|---|---|---|"]
-    goal_lines += [f"| {n} | {v:.2f} | {g} | {'yes' if ok else 'NO'} |" for n, v, g, ok in goals]
-    text = ("# fjord chain benchmark (client -> endpoint A -> endpoint B)\n\n"
-            + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-            + f", load average {os.getloadavg()[0]:.2f}\n\n" + "\n".join(lines) + "\n\n"
-            + "\n".join(goal_lines) + "\n")
-    print("\n" + text)
-    with open(opts.out + "-chain.md", "w") as f:
-        f.write(text)
-    with open(opts.out + "-chain.json", "w") as f:
-        json.dump({"rows": rows, "goals": [dict(name=n, value=v, goal=g, met=ok) for n, v, g, ok in goals]}, f,
-                  indent=1)
+    write_rows(opts, "chain", "fjord chain benchmark (client -> endpoint A -> endpoint B)", lines, goals, rows)
 
 
 def fmt(v, digits=0):

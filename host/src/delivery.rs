@@ -191,7 +191,7 @@ pub fn deliver(
         None | Some(Value::Null | Value::Number(_)) => None,
         Some(other) => Some(format!(
             "`_timeout` is {}, not a number of seconds: no call-monitor heartbeats",
-            kind(other)
+            json_kind(other)
         )),
     };
     // `_unique_id` is checked here (not by Request) because a long one would sit in the
@@ -412,7 +412,8 @@ pub fn heartbeat_interval(
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages ("expected an object, got a string").
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

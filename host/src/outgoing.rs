@@ -18,6 +18,7 @@
 //!   deeper than `max_call_depth` (a guest calling itself) fails with `not-allowed`.
 
 use crate::config::Config;
+use crate::delivery::json_kind;
 use crate::guest_api::fjord::endpoint::rpc::{self, CallError, CallOptions, RemoteFailure};
 use crate::guest_api::CallInfo;
 use anyhow::Context as _;
@@ -260,17 +261,6 @@ fn shown(target: &Target) -> String {
         format!("fanout {}", target.topic)
     } else {
         target.routing_key()
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
