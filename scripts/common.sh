@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GUEST_TARGET=wasm32-wasip2
 GUEST_PACKAGES=(calculator calculator-next counter types greeter resourceful hostile stateful compute scheduler relay)
 # Python endpoints (scripts/build-python): endpoints/<name> or tests/components/<name>.
-PYTHON_GUESTS=(calculator-py scheduler-py pyfail)
+PYTHON_GUESTS=(calculator-py scheduler-py counter-py pyfail)
 BROKER_HOST=127.0.0.1
 BROKER_PORT=5672
 BROKER_WAIT_SECS="${FJORD_BROKER_WAIT_SECS:-90}"

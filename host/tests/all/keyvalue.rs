@@ -76,6 +76,45 @@ async fn a_counter_accumulates_and_survives_a_restart() {
     assert_eq!(increment(&c, "visits").await.unwrap(), 4);
 }
 
+/// The Python counter (`endpoints/counter-py`, `fjord_guest.keyvalue`) and the Rust one share a
+/// bucket: each sees the other's increments (a counter is decimal text for both); a Python
+/// endpoint without the grant gets the refusal naming the bucket.
+#[tokio::test]
+async fn the_python_counter_shares_a_bucket_with_the_rust_one() {
+    let topic = unique("kv-python");
+    let file = state_dir("python").join("state.redb");
+    let _host = Host::start(&format!(
+        "transport_url = \"{URL}\"\n\
+         [[server]]\ntopic = \"{topic}\"\nserver = \"rs\"\n\
+         endpoints = [{{ path = {}, keyvalue = [\"default\"] }}]\n\
+         [[server]]\ntopic = \"{topic}\"\nserver = \"py\"\n\
+         endpoints = [{{ path = {}, keyvalue = [\"default\"] }}]\n\
+         [[server]]\ntopic = \"{topic}\"\nserver = \"denied\"\n\
+         endpoints = [{}]\n{}",
+        path_item(&wasm("counter")),
+        path_item(&wasm("counter-py")),
+        path_item(&wasm("counter-py")),
+        embedded(&file),
+    ));
+    let c = client(&topic, Duration::from_secs(30)).await;
+    let rs = c.prepare().server("rs").build();
+    let py = c.prepare().server("py").build();
+    assert_eq!(increment(&py, "visits").await.unwrap(), 1);
+    assert_eq!(increment(&rs, "visits").await.unwrap(), 2);
+    assert_eq!(increment(&py, "visits").await.unwrap(), 3);
+    assert_eq!(get(&py, "visits").await, 3);
+    assert_eq!(get(&rs, "visits").await, 3);
+    assert_eq!(get(&py, "never").await, 0);
+    let denied = c.prepare().server("denied").build();
+    let Err(RpcError::Remote(e)) = increment(&denied, "visits").await else {
+        panic!("an endpoint without the grant incremented")
+    };
+    assert!(
+        e.message.contains("'default'") && e.message.contains("denied"),
+        "{e:?}"
+    );
+}
+
 #[tokio::test]
 async fn kill_9_loses_no_answered_increment() {
     let topic = unique("kv-kill");
