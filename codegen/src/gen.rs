@@ -1072,6 +1072,26 @@ mod tests {
     }
 
     #[test]
+    fn maps_with_string_keys() {
+        let wit = "package a:b; interface api { counts: func(by-name: map<string, u32>) -> map<string, list<u8>>; } world w { export api; }";
+        let d = fjord_surface::describe_wit_text(wit).unwrap();
+        let code =
+            prettyplease::unparse(&syn::parse2(generate(&d, Mode::Client).unwrap()).unwrap());
+        has(
+            &code,
+            "by_name: &::std::collections::BTreeMap<::std::string::String, u32>",
+        );
+        has(&code, "::core::result::Result<::std::collections::BTreeMap<::std::string::String, ::std::vec::Vec<u8>>, ::fjord_client::RpcError>");
+        let e = error(
+            "package a:b; interface api { f: func(m: map<u32, u32>); } world w { export api; }",
+        );
+        assert!(
+            e.contains("function `f`") && e.contains("map whose keys are not strings"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn keywords_become_raw_identifiers() {
         assert_eq!(ident("type").to_string(), "r#type");
         assert_eq!(ident("self").to_string(), "self_");
