@@ -103,9 +103,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Call(CallError::Timeout(m)) => write!(f, "timed out: {m}"),
-            Error::Call(CallError::Remote(r)) => {
-                write!(f, "{}.{}: {}", r.module, r.class, r.message)
-            }
+            Error::Call(CallError::Remote(r)) => write!(f, "{}.{}: {}", r.module, r.class, r.message),
             Error::Call(CallError::NotAllowed(m)) => write!(f, "not allowed: {m}"),
             Error::Call(CallError::Unavailable(m)) => write!(f, "unavailable: {m}"),
             Error::Call(CallError::BadArguments(m)) => write!(f, "bad arguments: {m}"),
