@@ -53,6 +53,52 @@ mod bindings {
 pub mod keyvalue;
 pub mod rpc;
 
+/// Generates typed stubs over [`rpc`] from the WIT another fjord endpoint implements, so an
+/// endpoint calls it with types checked at compile time: the shapes `fjord_client::generate!`
+/// gives callers outside, synchronous, over [`rpc::Client`].
+///
+/// `generate_client!({ path: "...", world: "..." })`: `path` is the callee's WIT directory
+/// (with its `deps/`) or file, relative to the `Cargo.toml` of the endpoint crate; `world`
+/// picks the world when the package has several.
+///
+/// For every interface the world exports it generates a module named after the interface
+/// (`compute`) holding the client, named after the interface in UpperCamelCase (`Compute`,
+/// also `pub use`d beside the module): `Compute::new(&rpc::Client)`, `.prepare()` (a
+/// `ComputePrepare` with `.server()`, `.version()`, `.namespace()`, `.exchange()`,
+/// `.fanout()`, `.timeout()`, `.context(&ctx)?` and `.build()`), `Compute::VERSION` (the oslo
+/// version the interface serves, asked for unless the client's target or `prepare()` names
+/// another), and per WIT function a method with Rust-typed parameters and result plus a
+/// `cast_` method; and a Rust type per WIT record, enum, variant, flags and alias, encoded
+/// exactly as fjord-host reads and writes them.
+///
+/// A function returning `result<T, E>` returns `Result<T, rpc::Error>`: its `err` arrives as
+/// `rpc::Error::Call(CallError::Remote(..))`, the exception the callee's host raised, which
+/// the endpoint can return unchanged as a [`RemoteError`]. Functions that take or return
+/// resources, streams or futures are refused at compile time, naming the function.
+///
+/// ```
+/// fjord_guest::generate_client!({ path: "../wit/compute" });
+///
+/// fn pick(host: &str) -> Result<u64, fjord_guest::rpc::Error> {
+///     use fjord_guest::rpc::{Client, Target};
+///     let compute = Compute::new(&Client::new(Target::topic("compute")));
+///     let node = compute.prepare().server(host).build();
+///     let free: compute::Resources = node.free_resources()?;
+///     node.cast_build_and_run_instance(&compute::Instance { name: "vm1".into(), ram_mb: 512 })?;
+///     Ok(free.free_ram_mb)
+/// }
+/// assert_eq!(Compute::VERSION, "5.0");
+/// # let _ = pick;
+/// ```
+pub use fjord_codegen::generate_guest as generate_client;
+
+/// What code from [`generate_client!`] refers to; not an API.
+#[doc(hidden)]
+pub mod __codegen {
+    pub use serde;
+    pub use serde_json;
+}
+
 use bindings::fjord::endpoint::context as ctx_import;
 
 /// `fjord:endpoint/types`: the types the host reads in a guest's results.

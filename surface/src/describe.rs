@@ -1,10 +1,11 @@
 //! A component's exports as oslo endpoints: one [`InterfaceDescription`] per exported interface
 //! (plus one for functions exported at the top level), one [`MethodDescription`] per function.
 
-use crate::wit_types::{describe_types, type_name, unsupported};
+use crate::wit_types::{describe_types, foreign_types, unsupported, TypeDescription, WitType};
 use fjord_oslo::names::to_snake;
 use fjord_oslo::version::served_version;
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 use wit_parser::{Function, FunctionKind, Resolve, WorldItem, WorldKey};
 
 /// A file that is not a readable WebAssembly component.
@@ -20,15 +21,17 @@ pub enum InspectError {
 
 /// One method as oslo callers name it.
 ///
+/// The strings (`params`, `result`) are the [`Display`](std::fmt::Display) of the structured
+/// types (`param_types`, `result_type`): one description, printed by `fjord inspect` and turned
+/// into typed clients by `fjord-codegen`.
+///
 /// ```
-/// let m = fjord_surface::MethodDescription {
-///     name: "add".into(),
-///     wit_name: "add".into(),
-///     params: vec![("a".into(), "s64".into())],
-///     result: Some("s64".into()),
-///     unsupported: None,
-/// };
+/// use fjord_surface::WitType;
+/// let m = fjord_surface::MethodDescription::new(
+///     "add", vec![("a".into(), WitType::S64)], Some(WitType::S64), None,
+/// );
 /// assert_eq!(m.signature(), "add(a: s64) -> s64");
+/// assert_eq!(m.params, [("a".to_string(), "s64".to_string())]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MethodDescription {
@@ -44,15 +47,51 @@ pub struct MethodDescription {
     /// async...), or `None` when it can. The host refuses a component with such a function.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
+    /// The parameters' types as trees, in parameter order (`params` spells them).
+    #[serde(skip)]
+    pub param_types: Vec<WitType>,
+    /// The result type as a tree (`result` spells it).
+    #[serde(skip)]
+    pub result_type: Option<WitType>,
+    /// The function's WIT doc comment, if any.
+    #[serde(skip)]
+    pub docs: Option<String>,
 }
 
 impl MethodDescription {
+    /// A method named `wit_name` in WIT (kebab-case) with snake_case parameter names and their
+    /// types; the strings are spelled from the types.
+    ///
+    /// ```
+    /// use fjord_surface::{MethodDescription, WitType};
+    /// let m = MethodDescription::new("free-ram", vec![("min-mb".into(), WitType::U64)], None, None);
+    /// assert_eq!(m.signature(), "free_ram(min_mb: u64)");
+    /// ```
+    pub fn new(
+        wit_name: &str,
+        params: Vec<(String, WitType)>,
+        result: Option<WitType>,
+        unsupported: Option<String>,
+    ) -> MethodDescription {
+        MethodDescription {
+            name: to_snake(wit_name),
+            wit_name: wit_name.to_string(),
+            params: params
+                .iter()
+                .map(|(n, t)| (to_snake(n), t.to_string()))
+                .collect(),
+            result: result.as_ref().map(ToString::to_string),
+            unsupported,
+            param_types: params.into_iter().map(|(_, t)| t).collect(),
+            result_type: result,
+            docs: None,
+        }
+    }
+
     /// `name(param: type, ...) -> type`.
     ///
     /// ```
-    /// let m = fjord_surface::MethodDescription {
-    ///     name: "ping".into(), wit_name: "ping".into(), params: vec![], result: None, unsupported: None,
-    /// };
+    /// let m = fjord_surface::MethodDescription::new("ping", vec![], None, None);
     /// assert_eq!(m.signature(), "ping()");
     /// ```
     pub fn signature(&self) -> String {
@@ -71,13 +110,16 @@ impl MethodDescription {
 /// One exported interface: an oslo endpoint.
 ///
 /// ```
-/// let i = fjord_surface::InterfaceDescription {
-///     export: Some("example:calc/calculator@1.3.0".into()),
-///     name: "calculator".into(), package: Some("example:calc".into()),
-///     package_version: Some("1.3.0".into()), oslo_version: "1.3".into(), methods: vec![],
-///     types: vec![("color".into(), "enum { red, dark_green }".into())],
-/// };
+/// let d = fjord_surface::describe_wit_text(r#"
+///     package example:calc@1.3.0;
+///     interface calculator { enum color { red, dark-green } paint: func(c: color); }
+///     world w { export calculator; }
+/// "#).unwrap();
+/// let i = &d.interfaces[0];
+/// assert_eq!(i.export.as_deref(), Some("example:calc/calculator@1.3.0"));
 /// assert_eq!(i.oslo_version, "1.3");
+/// assert_eq!(i.types, [("color".to_string(), "enum { red, dark_green }".to_string())]);
+/// assert_eq!(i.type_defs[0].kind.to_string(), "enum { red, dark_green }");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InterfaceDescription {
@@ -95,8 +137,19 @@ pub struct InterfaceDescription {
     /// Callable functions, in WIT order.
     pub methods: Vec<MethodDescription>,
     /// The interface's named types with what a caller sends for them: record fields and
-    /// enum, variant and flag cases in snake_case, as they are on the wire.
+    /// enum, variant and flag cases in snake_case, as they are on the wire. Each is the name and
+    /// the [`Display`](std::fmt::Display) of the kind of the `type_defs` entry at the same index.
     pub types: Vec<(String, String)>,
+    /// The same named types as trees, in the same order (what `types` spells).
+    #[serde(skip)]
+    pub type_defs: Vec<TypeDescription>,
+    /// Named types defined in other interfaces that this one's functions and types refer to
+    /// (`use fjord:endpoint/types.{remote-error}`, and what those refer to), each once.
+    #[serde(skip)]
+    pub used_types: Vec<TypeDescription>,
+    /// The interface's WIT doc comment, if any.
+    #[serde(skip)]
+    pub docs: Option<String>,
 }
 
 /// Everything a component exports for RPC.
@@ -158,6 +211,35 @@ pub fn describe_wit_text(wit: &str) -> Result<ComponentDescription, InspectError
     Ok(describe_world(&resolve, world))
 }
 
+/// Describes the exports of a world read from a WIT directory (with its `deps/`) or file, as
+/// `wit-bindgen` reads one; `world` picks it when the package has several. Also returns every
+/// file read, for build tools that rebuild when one changes.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("fjord-surface-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("api.wit"),
+///     "package a:b@2.0.0; interface api { hi: func() -> u32; } world w { export api; }").unwrap();
+/// let (d, files) = fjord_surface::describe_wit_path(&dir, None).unwrap();
+/// assert_eq!(d.interfaces[0].oslo_version, "2.0");
+/// assert_eq!(files.len(), 1);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn describe_wit_path(
+    path: &Path,
+    world: Option<&str>,
+) -> Result<(ComponentDescription, Vec<PathBuf>), InspectError> {
+    let mut resolve = Resolve::default();
+    let (pkg, sources) = resolve
+        .push_path(path)
+        .map_err(|e| InspectError::BadWit(format!("{e:#}")))?;
+    let world = resolve
+        .select_world(&[pkg], world)
+        .map_err(|e| InspectError::BadWit(format!("{e:#}")))?;
+    let files = sources.paths().map(Path::to_path_buf).collect();
+    Ok((describe_world(&resolve, world), files))
+}
+
 /// componentize-py's pre-initialisation hook: a component it builds (a Python endpoint) keeps
 /// exporting the instance `exports` with `init`, which component-init called once while building.
 /// It is not the endpoint's interface: served, it would be an RPC method `init` in every Python
@@ -187,6 +269,7 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
                     .filter(|f| is_freestanding(f))
                     .map(|f| describe_function(resolve, f))
                     .collect();
+                let type_defs = describe_types(resolve, iface);
                 interfaces.push(InterfaceDescription {
                     export: Some(resolve.name_world_key(key)),
                     name: match key {
@@ -200,7 +283,13 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
                         .and_then(|p| p.version.as_ref().map(|v| v.to_string())),
                     oslo_version: served_version(package.and_then(|p| p.version.as_ref())),
                     methods,
-                    types: describe_types(resolve, iface),
+                    types: type_defs
+                        .iter()
+                        .map(|t| (t.name.clone(), t.kind.to_string()))
+                        .collect(),
+                    type_defs,
+                    used_types: foreign_types(resolve, iface),
+                    docs: iface.docs.contents.clone(),
                 });
             }
             WorldItem::Function(f) if is_freestanding(f) => {
@@ -221,6 +310,9 @@ fn describe_world(resolve: &Resolve, world: wit_parser::WorldId) -> ComponentDes
             oslo_version: served_version(None),
             methods: top_level,
             types: Vec::new(),
+            type_defs: Vec::new(),
+            used_types: Vec::new(),
+            docs: None,
         });
     }
     ComponentDescription { interfaces }
@@ -255,17 +347,17 @@ fn describe_function(resolve: &Resolve, f: &Function) -> MethodDescription {
     } else {
         params_unsupported.or_else(result_unsupported)
     };
-    MethodDescription {
-        name: to_snake(&f.name),
-        wit_name: f.name.clone(),
-        params: f
-            .params
+    let mut method = MethodDescription::new(
+        &f.name,
+        f.params
             .iter()
-            .map(|p| (to_snake(&p.name), type_name(resolve, &p.ty)))
+            .map(|p| (p.name.clone(), WitType::of(resolve, &p.ty)))
             .collect(),
-        result: f.result.as_ref().map(|t| type_name(resolve, t)),
+        f.result.as_ref().map(|t| WitType::of(resolve, t)),
         unsupported,
-    }
+    );
+    method.docs = f.docs.contents.clone();
+    method
 }
 
 // Shared with the integration tests, which cannot see `cfg(test)` items of the library.

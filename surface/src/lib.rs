@@ -27,7 +27,7 @@ mod describe;
 mod wit_types;
 
 pub use describe::{
-    describe_component, describe_wit_text, ComponentDescription, InspectError,
+    describe_component, describe_wit_path, describe_wit_text, ComponentDescription, InspectError,
     InterfaceDescription, MethodDescription,
 };
-pub use wit_types::{type_name, unsupported};
+pub use wit_types::{type_name, unsupported, TypeDescription, TypeKind, WitType};
