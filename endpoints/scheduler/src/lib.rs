@@ -17,30 +17,14 @@ wit_bindgen::generate!({
     with: { "fjord:endpoint/types@0.1.0": fjord_guest::types },
 });
 
+// The compute endpoint's client, generated from its WIT: names, argument and result types and
+// the version (5.0) are checked against `wit/compute` at compile time.
+fjord_guest::generate_client!({ path: "../../wit/compute" });
+
 use exports::fjord::scheduler::scheduler::{Destination, Guest, RequestSpec};
 use fjord_guest::rpc::{Client, Target};
 use fjord_guest::RemoteError;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// What `compute.free_resources` answers (the compute endpoint's `resources` record).
-#[derive(Deserialize)]
-struct Resources {
-    host: String,
-    free_ram_mb: u64,
-}
-
-/// `build_and_run_instance`'s keyword arguments.
-#[derive(Serialize)]
-struct Build<'a> {
-    instance: Instance<'a>,
-}
-
-#[derive(Serialize)]
-struct Instance<'a> {
-    name: &'a str,
-    ram_mb: u64,
-}
 
 /// How long one compute node may take to say what it has free: a node that is down must not
 /// take the whole deadline.
@@ -58,15 +42,15 @@ impl Guest for Scheduler {
         }
         let hosts = std::env::var("COMPUTE_HOSTS").unwrap_or_default();
         let topic = std::env::var("COMPUTE_TOPIC").unwrap_or_else(|_| "compute".into());
-        let compute = Client::new(Target::topic(topic));
-        let mut best: Option<Resources> = None;
+        let compute = Compute::new(&Client::new(Target::topic(topic)));
+        let mut best: Option<compute::Resources> = None;
         for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
             let asked = compute
                 .prepare()
                 .server(host)
-                .version("5.0")
                 .timeout(ASK_TIMEOUT)
-                .call::<Resources>("free_resources", &());
+                .build()
+                .free_resources();
             match asked {
                 Ok(free) if free.free_ram_mb >= spec.ram_mb => {
                     if best
@@ -90,17 +74,15 @@ impl Guest for Scheduler {
                 ),
             ));
         };
-        let build = Build {
-            instance: Instance {
-                name: &spec.name,
-                ram_mb: spec.ram_mb,
-            },
+        let instance = compute::Instance {
+            name: spec.name.clone(),
+            ram_mb: spec.ram_mb,
         };
         compute
             .prepare()
             .server(&chosen.host)
-            .version("5.0")
-            .cast("build_and_run_instance", &build)?;
+            .build()
+            .cast_build_and_run_instance(&instance)?;
         fjord_guest::info!("{} goes to {}", spec.name, chosen.host);
         Ok(Destination {
             host: chosen.host,

@@ -28,6 +28,7 @@ mod resilience;
 mod rpc;
 mod scaling;
 mod startup;
+mod typed;
 mod wire;
 
 /// Counts what each thread allocates, so `delivery::tree_bound` can measure a request's cost.
