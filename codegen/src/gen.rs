@@ -629,6 +629,7 @@ impl<'a> Interface<'a> {
              another.\n\n```ignore\nlet x = {client}::new(&rpc_client).prepare().server(\"host1\").build();\n```"
         ));
         let map = quote!(#root::__codegen::serde_json::Map<::std::string::String, #root::__codegen::serde_json::Value>);
+        let target_setters = target_setters();
         quote! {
             #iface_docs
             #about
@@ -692,31 +693,7 @@ impl<'a> Interface<'a> {
             }
 
             impl #prepare {
-                /// One server of the topic.
-                pub fn server(mut self, server: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.server(server);
-                    self
-                }
-                /// The version the calls ask for.
-                pub fn version(mut self, version: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.version(version);
-                    self
-                }
-                /// The endpoint namespace.
-                pub fn namespace(mut self, namespace: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.namespace(namespace);
-                    self
-                }
-                /// The exchange.
-                pub fn exchange(mut self, exchange: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.exchange(exchange);
-                    self
-                }
-                /// Makes casts fanout casts.
-                pub fn fanout(mut self, fanout: bool) -> Self {
-                    self.prepare = self.prepare.fanout(fanout);
-                    self
-                }
+                #target_setters
                 /// How long a call waits (and a cast may take to send).
                 pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
                     self.prepare = self.prepare.timeout(timeout);
@@ -756,6 +733,7 @@ impl<'a> Interface<'a> {
              results checked at compile time. Calls ask for version `{version}` unless the \
              `Client` (or `prepare()`) names another.\n\n```ignore\nlet x = {client}::new(&fjord_guest::rpc::Client::new(Target::topic(\"compute\")));\n```"
         ));
+        let target_setters = target_setters();
         quote! {
             #iface_docs
             #about
@@ -817,31 +795,7 @@ impl<'a> Interface<'a> {
             }
 
             impl #prepare {
-                /// One server of the topic.
-                pub fn server(mut self, server: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.server(server);
-                    self
-                }
-                /// The version the calls ask for.
-                pub fn version(mut self, version: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.version(version);
-                    self
-                }
-                /// The endpoint namespace.
-                pub fn namespace(mut self, namespace: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.namespace(namespace);
-                    self
-                }
-                /// The exchange.
-                pub fn exchange(mut self, exchange: impl ::core::convert::Into<::std::string::String>) -> Self {
-                    self.prepare = self.prepare.exchange(exchange);
-                    self
-                }
-                /// Makes casts fanout casts.
-                pub fn fanout(mut self, fanout: bool) -> Self {
-                    self.prepare = self.prepare.fanout(fanout);
-                    self
-                }
+                #target_setters
                 /// How long a call waits; the host caps it by the time left in the call served.
                 pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
                     self.prepare = self.prepare.timeout(timeout);
@@ -865,6 +819,38 @@ impl<'a> Interface<'a> {
 }
 
 /// `use x.{t}` brings `t` in as an alias of the same name: the type itself is generated.
+/// The `prepare()` builder methods that change the target, the same for the client and the guest
+/// (each wraps the `Prepare` of its side in a field `prepare`).
+fn target_setters() -> TokenStream {
+    quote! {
+        /// One server of the topic.
+        pub fn server(mut self, server: impl ::core::convert::Into<::std::string::String>) -> Self {
+            self.prepare = self.prepare.server(server);
+            self
+        }
+        /// The version the calls ask for.
+        pub fn version(mut self, version: impl ::core::convert::Into<::std::string::String>) -> Self {
+            self.prepare = self.prepare.version(version);
+            self
+        }
+        /// The endpoint namespace.
+        pub fn namespace(mut self, namespace: impl ::core::convert::Into<::std::string::String>) -> Self {
+            self.prepare = self.prepare.namespace(namespace);
+            self
+        }
+        /// The exchange.
+        pub fn exchange(mut self, exchange: impl ::core::convert::Into<::std::string::String>) -> Self {
+            self.prepare = self.prepare.exchange(exchange);
+            self
+        }
+        /// Makes casts fanout casts.
+        pub fn fanout(mut self, fanout: bool) -> Self {
+            self.prepare = self.prepare.fanout(fanout);
+            self
+        }
+    }
+}
+
 fn is_self_alias(t: &TypeDescription) -> bool {
     matches!(&t.kind, TypeKind::Alias(WitType::Named { name, owner }) if *name == t.name && *owner != t.owner)
 }
