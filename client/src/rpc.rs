@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, QueueDeleteOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use serde::de::DeserializeOwned;
@@ -118,6 +120,8 @@ struct Session {
     /// Topic exchanges already declared on this connection; like kombu's `maybe_declare`, oslo
     /// declares an exchange once per connection, not once per message.
     declared: Mutex<HashSet<String>>,
+    /// The reply queue of this connection (`reply_<uuid4 hex>`), declared by its first call.
+    reply_queue: String,
 }
 
 /// A channel in confirm mode.
@@ -130,13 +134,14 @@ async fn open_publisher(connection: &Connection) -> Result<Channel, lapin::Error
 }
 
 impl Session {
-    async fn open(connection: Connection) -> Result<Session, lapin::Error> {
+    async fn open(connection: Connection, reply_queue: String) -> Result<Session, lapin::Error> {
         let channel = open_publisher(&connection).await?;
         Ok(Session {
             connection,
             publisher: Mutex::new(channel),
             replies: Arc::new(Mutex::new(Replies::Stopped)),
             declared: Mutex::new(HashSet::new()),
+            reply_queue,
         })
     }
 
@@ -238,8 +243,10 @@ struct Inner {
     link: Mutex<Link>,
     options: TransportOptions,
     control_exchange: String,
-    /// `reply_<uuid4 hex>`, the same across reconnections, declared on the first call.
-    reply_queue: String,
+    /// The reply queue of the current session. A new connection gets a new one: the old
+    /// queue may live on a node that is frozen or gone, where declaring it again can succeed
+    /// and still never deliver (seen in the cluster failover test after a SIGSTOP).
+    reply_queue: Mutex<String>,
     /// The connection name RabbitMQ shows (`fjord-client reply_<uuid4 hex>`), so an operator can
     /// tell which client a connection is.
     connection_name: String,
@@ -273,7 +280,7 @@ impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
             .field("control_exchange", &self.inner.control_exchange)
-            .field("reply_queue", &self.inner.reply_queue)
+            .field("reply_queue", &*locked(&self.inner.reply_queue))
             .finish()
     }
 }
@@ -315,7 +322,7 @@ impl Transport {
         let reply_queue = format!("reply_{}", new_id());
         let failover = url.failover();
         let connection = connect_with(url, &failover, &connection_name(&reply_queue)).await?;
-        let session = Session::open(connection).await?;
+        let session = Session::open(connection, reply_queue.clone()).await?;
         Ok(Transport::new(
             Some((url.clone(), failover)),
             session,
@@ -338,8 +345,8 @@ impl Transport {
         options: TransportOptions,
         control_exchange: &str,
     ) -> Result<Transport, lapin::Error> {
-        let session = Session::open(connection).await?;
         let reply_queue = format!("reply_{}", new_id());
+        let session = Session::open(connection, reply_queue.clone()).await?;
         Ok(Transport::new(
             None,
             session,
@@ -370,7 +377,7 @@ impl Transport {
                 options,
                 control_exchange: control_exchange.to_string(),
                 connection_name: connection_name(&reply_queue),
-                reply_queue,
+                reply_queue: Mutex::new(reply_queue),
                 waiters: Waiters::default(),
                 next_consumer: AtomicU64::new(1),
             }),
@@ -386,13 +393,15 @@ impl Transport {
         &self.inner.control_exchange
     }
 
-    /// The name of this transport's reply queue (declared on the first call).
+    /// The name of this transport's reply queue (declared on the first call). Each
+    /// reconnection gets a new one; RabbitMQ still shows the connection under the first
+    /// (`fjord-client reply_<uuid4 hex>`).
     ///
     /// ```no_run
     /// # fn f(t: fjord_client::Transport) { assert!(t.reply_queue_name().starts_with("reply_")); }
     /// ```
-    pub fn reply_queue_name(&self) -> &str {
-        &self.inner.reply_queue
+    pub fn reply_queue_name(&self) -> String {
+        locked(&self.inner.reply_queue).clone()
     }
 
     /// Opens a new channel on the current connection (reconnecting if needed), for callers
@@ -510,8 +519,11 @@ async fn reconnect_session(
     let Some((url, failover)) = &inner.url else {
         return Err("this transport cannot reconnect".to_string());
     };
+    let reply_queue = format!("reply_{}", new_id());
     let opened = match reconnect(url, failover, &inner.connection_name).await {
-        Ok(connection) => Session::open(connection).await.map_err(|e| e.to_string()),
+        Ok(connection) => Session::open(connection, reply_queue.clone())
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let mut link = locked(&inner.link);
@@ -523,6 +535,8 @@ async fn reconnect_session(
             link.outage.end("fjord-client");
             let session = Arc::new(session);
             link.session = Some(session.clone());
+            let old = std::mem::replace(&mut *locked(&inner.reply_queue), reply_queue);
+            tokio::spawn(delete_queue(session.clone(), old));
             Ok(session)
         }
         Err(reason) => {
@@ -535,10 +549,32 @@ async fn reconnect_session(
     }
 }
 
+/// Deletes the reply queue of a lost connection, if it still exists and can be reached at
+/// once (else it expires by `x-expires`); replies still on their way to it are answers to
+/// calls that have already failed.
+async fn delete_queue(session: Arc<Session>, queue: String) {
+    let delete = async {
+        let channel = session.connection.create_channel().await?;
+        let deleted = channel
+            .queue_delete(
+                ShortString::from(queue.as_str()),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+        let _ = channel.close(200, ShortString::from("deleted")).await;
+        deleted.map(|_| ())
+    };
+    match tokio::time::timeout(CLOSE_LIMIT, delete).await {
+        Ok(Ok(())) => tracing::debug!(%queue, "old reply queue deleted"),
+        Ok(Err(e)) => tracing::debug!(%queue, error = %e, "cannot delete the old reply queue"),
+        Err(_) => tracing::debug!(%queue, "deleting the old reply queue takes too long"),
+    }
+}
+
 /// Declares the reply queue and starts its consumer on `session`.
 async fn start_replies(inner: Arc<Inner>, session: Arc<Session>) -> Result<ConsumerId, String> {
     let started = async {
-        let name = inner.reply_queue.as_str();
+        let name = session.reply_queue.as_str();
         // A channel of its own, so a consumer problem never blocks publishing.
         let channel = session.connection.create_channel().await?;
         declare_reply_queue(&channel, name, &inner.options).await?;
@@ -563,7 +599,7 @@ async fn start_replies(inner: Arc<Inner>, session: Arc<Session>) -> Result<Consu
                 session.replies.clone(),
                 id,
             ));
-            tracing::debug!(queue = %inner.reply_queue, consumer = id, "reply queue ready");
+            tracing::debug!(queue = %session.reply_queue, consumer = id, "reply queue ready");
             Ok(id)
         }
         Err(e) => {
@@ -797,7 +833,7 @@ impl RpcClient {
         }
         let mut request = self.request(ctx, method, args);
         request.msg_id = Some(msg_id.to_string());
-        request.reply_q = Some(transport.inner.reply_queue.clone());
+        request.reply_q = Some(session.reply_queue.clone());
         request.timeout = self.call_monitor_timeout.map(|d| d.as_secs_f64());
 
         let exchange = self.exchange();

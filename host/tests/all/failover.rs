@@ -23,8 +23,11 @@ const CALLERS: usize = 8;
 /// Load before the fault, and after it.
 const BEFORE: f64 = 2.0;
 const AFTER: f64 = 7.0;
-/// After a freeze, which is noticed only when heartbeats stop (2 x 4 s for lapin and kombu).
-const AFTER_FREEZE: f64 = 14.0;
+/// After a freeze, which is noticed only when heartbeats stop (2 x 4 s for lapin and kombu: 8 to
+/// 11 s measured here, more on a loaded machine), with as much again for serving to resume.
+const AFTER_FREEZE: f64 = 20.0;
+/// A server that serves at the end of the load answered a call started this close to its end.
+const END_WINDOW: f64 = 3.0;
 /// Quorum queues; a short heartbeat so that dead peers are noticed in seconds.
 const QUERY: &str = "?rabbit_quorum_queue=true&heartbeat_timeout_threshold=4";
 
@@ -50,6 +53,9 @@ struct Row {
     lost: usize,
     wrong: usize,
     recovery: Option<f64>,
+    /// Whether a call started in the last END_WINDOW seconds of the load was answered: the
+    /// server came back and is still serving, not merely answered once after the fault.
+    serving_at_end: bool,
     /// What the callers saw when they failed, and how often.
     failures: std::collections::BTreeMap<String, usize>,
 }
@@ -57,11 +63,18 @@ struct Row {
 /// Tallies calls around a fault at `fault` (wall-clock seconds).
 fn tally(calls: &[Call], fault: f64) -> Row {
     let mut row = Row::default();
+    let last_start = calls
+        .iter()
+        .map(|c| c.start)
+        .fold(f64::NEG_INFINITY, f64::max);
     for c in calls {
         match (c.outcome.as_str(), c.end) {
             ("lost", _) | (_, None) => row.lost += 1,
             ("ok", Some(end)) => {
                 row.answered += 1;
+                if c.start >= last_start - END_WINDOW {
+                    row.serving_at_end = true;
+                }
                 if c.start > fault {
                     let r = end - fault;
                     row.recovery = Some(row.recovery.map_or(r, |x: f64| x.min(r)));
@@ -134,18 +147,26 @@ async fn caster(client: RpcClient, name: String, stop: Arc<AtomicBool>) -> (u64,
 }
 
 /// The counter's value once it has stopped moving (casts still queued are taken first).
-async fn settled_count(client: &RpcClient, name: &str) -> u64 {
+async fn settled_count(client: &RpcClient, name: &str) -> Result<u64, String> {
     let ctx = Map::new();
-    let mut last = None;
+    let (mut last, mut error) = (None, None);
     for _ in 0..100 {
-        let now: Option<u64> = client.call(&ctx, "get", json!({ "name": name })).await.ok();
+        let now: Option<u64> = match client.call(&ctx, "get", json!({ "name": name })).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                error = Some(e.to_string());
+                None
+            }
+        };
         if now.is_some() && now == last {
-            return now.unwrap_or_default();
+            return Ok(now.unwrap_or_default());
         }
         last = now;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("the counter {name} never settled (last {last:?})");
+    Err(format!(
+        "the counter {name} never settled (last {last:?}, last error {error:?})"
+    ))
 }
 
 /// The oslo.messaging callers (`interop/oslo_load.py`), run for `seconds`.
@@ -234,6 +255,8 @@ struct Scenario<'a> {
     client_node: usize,
     /// Whether a caster counts casts through the counter endpoint (fjord-host only).
     count_casts: bool,
+    /// The fjord-host serving, whose log is printed when the counter cannot be read.
+    host: Option<&'a Host>,
 }
 
 /// Runs the fault on the cluster (blocking); returns when it started (wall clock).
@@ -317,7 +340,12 @@ async fn under_load(s: Scenario<'_>) -> (Row, Row, Option<Casts>) {
     let casts = match casting {
         Some(casting) => {
             let (sent, failed) = casting.await.unwrap();
-            let counted = settled_count(&client, &counter).await;
+            let counted = settled_count(&client, &counter).await.unwrap_or_else(|e| {
+                if let Some(host) = s.host {
+                    print_host_log(host);
+                }
+                panic!("{e}")
+            });
             Some(Casts {
                 sent,
                 failed,
@@ -386,6 +414,31 @@ fn check(server: &str, fault: &str, fjord: &Row, oslo: &Row, fjord_serves: bool)
             fjord.recovery.is_some(),
             "{server} / {fault}: no call was answered after the fault: {fjord:?}"
         );
+        assert!(
+            fjord.serving_at_end,
+            "{server} / {fault}: no call started in the last {END_WINDOW} s of the load was \
+             answered: {fjord:?}"
+        );
+    }
+}
+
+/// [`check`] for fjord-host, printing the host's warnings and errors when it fails.
+fn check_host(host: &Host, fault: &str, fjord: &Row, oslo: &Row) {
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check("fjord-host", fault, fjord, oslo, true)
+    }));
+    if let Err(panic) = checked {
+        print_host_log(host);
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The host's log without its info lines and without lapin's line per returned message.
+fn print_host_log(host: &Host) {
+    for line in host.log().lines() {
+        if !line.contains(" INFO ") && !line.contains("returned_messages") {
+            println!("host: {line}");
+        }
     }
 }
 
@@ -468,6 +521,7 @@ impl Bench {
             victim,
             client_node,
             count_casts,
+            host: None,
         }
     }
 
@@ -505,8 +559,12 @@ async fn nodes_killed_under_load_lose_no_call() {
         ("SIGSTOP of its node", Fault::Freeze),
     ] {
         let victim = server_node(cluster, &topic).await;
-        let (fjord, oslo, casts) = under_load(scenario(&topic, kind, victim, victim, true)).await;
-        check("fjord-host", fault, &fjord, &oslo, true);
+        let (fjord, oslo, casts) = under_load(Scenario {
+            host: Some(&host),
+            ..scenario(&topic, kind, victim, victim, true)
+        })
+        .await;
+        check_host(&host, fault, &fjord, &oslo);
         check_casts(fault, casts);
         assert_ne!(
             node_of(cluster, &name).await,
@@ -533,14 +591,17 @@ async fn nodes_killed_under_load_lose_no_call() {
     let fault = "two hosts: kill -9 of one host's node";
     let (fjord, oslo, _) =
         under_load(scenario(&topic, Fault::Kill, victim, second_node, false)).await;
-    check("fjord-host", fault, &fjord, &oslo, true);
+    check_host(&host, fault, &fjord, &oslo);
     drop(second);
 
     // A rolling restart of all three nodes, with the casts counted.
     let fault = "rolling restart of all nodes";
-    let (fjord, oslo, casts) =
-        under_load(scenario(&topic, Fault::RollingRestart, 0, 0, true)).await;
-    check("fjord-host", fault, &fjord, &oslo, true);
+    let (fjord, oslo, casts) = under_load(Scenario {
+        host: Some(&host),
+        ..scenario(&topic, Fault::RollingRestart, 0, 0, true)
+    })
+    .await;
+    check_host(&host, fault, &fjord, &oslo);
     check_casts(fault, casts);
     drop(host);
 
@@ -595,10 +656,13 @@ async fn repeated_node_losses_measurements() {
     let start_rss = host.rss_kib();
     for i in 1..=host_kills {
         let victim = server_node(cluster, &topic).await;
-        let scenario = bench.scenario(&topic, Fault::Kill, victim, victim, true);
+        let scenario = Scenario {
+            host: Some(&host),
+            ..bench.scenario(&topic, Fault::Kill, victim, victim, true)
+        };
         let (fjord, oslo, casts) = under_load(scenario).await;
         let fault = format!("kill {i} of the host's node");
-        check("fjord-host", &fault, &fjord, &oslo, true);
+        check_host(&host, &fault, &fjord, &oslo);
         if let Some(c) = &casts {
             sent += c.sent;
             counted += c.counted;
