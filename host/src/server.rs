@@ -124,6 +124,8 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// How long a graceful stop waits for calls in flight and their replies.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// How long deleting a lost connection's fanout queues may take before it is given up.
+const DELETE_LIMIT: Duration = Duration::from_secs(5);
 /// Tries to re-subscribe one lost consumer before rebuilding the whole session.
 const RESUBSCRIBE_TRIES: u32 = 3;
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
@@ -145,11 +147,10 @@ struct QueueSpec {
     listener: Arc<Listener>,
 }
 
-/// One server's listener and the fanout queue name it keeps across reconnections.
+/// One server's listener, kept across reconnections.
 struct Subscription {
     server: RpcServer,
     listener: Arc<Listener>,
-    fanout: String,
 }
 
 impl Subscription {
@@ -162,7 +163,6 @@ impl Subscription {
                 in_flight: in_flight.clone(),
                 duplicates: Duplicates::default(),
             }),
-            fanout: topology::new_fanout_queue_name(&server.topic),
             server,
         }
     }
@@ -256,6 +256,10 @@ impl Session {
     async fn add(&mut self, sub: &Subscription, quiet: bool) -> anyhow::Result<()> {
         let shared = &self.shared;
         let server = &sub.server;
+        // A new fanout queue for each connection: the last one may live on a node that is
+        // frozen or gone, where declaring it again fails or blocks until the cluster gives that
+        // node up (seen as a 4 s longer recovery after a SIGSTOP); the old one is deleted.
+        let fanout = topology::new_fanout_queue_name(&server.topic);
         let declaring = shared
             .connection
             .create_channel()
@@ -266,7 +270,7 @@ impl Session {
             &server.exchange,
             &server.topic,
             &server.server,
-            &sub.fanout,
+            &fanout,
             &shared.options,
         )
         .await
@@ -361,16 +365,7 @@ impl Session {
                 channels.push(channel);
             }
         }
-        if let Ok(channel) = self.shared.connection.create_channel().await {
-            let queue = served.fanout.as_str();
-            if let Err(e) = channel
-                .queue_delete(queue.into(), QueueDeleteOptions::default())
-                .await
-            {
-                tracing::warn!("cannot delete fanout queue {queue}: {e}");
-            }
-            let _ = channel.close(200, "deleted".into()).await;
-        }
+        delete_queues_or_warn(&self.shared.connection, &[served.fanout]).await;
         // Messages taken before the cancel are still acked on these channels: close them only
         // once such calls are surely settled.
         tokio::spawn(async move {
@@ -381,6 +376,11 @@ impl Session {
                 }
             }
         });
+    }
+
+    /// The fanout queue of each server.
+    fn fanout_queues(&self) -> Vec<String> {
+        self.served.iter().map(|s| s.fanout.clone()).collect()
     }
 
     /// Stops re-subscribing this session's consumers (it is lost, or the host is stopping).
@@ -406,6 +406,33 @@ impl Session {
         for (channel, tag) in consumers {
             cancel(&channel, &tag).await;
         }
+    }
+}
+
+/// Deletes `queues` (the host's own fanout queues), each on a channel of its own (a failed
+/// delete closes its channel); returns why each that could not be deleted was not.
+async fn delete_queues(connection: &Connection, queues: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for queue in queues {
+        let deleted = async {
+            let channel = connection.create_channel().await?;
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+            let _ = channel.close(200, "deleted".into()).await;
+            Ok::<_, lapin::Error>(())
+        };
+        if let Err(e) = deleted.await {
+            failures.push(format!("cannot delete fanout queue {queue}: {e}"));
+        }
+    }
+    failures
+}
+
+/// [`delete_queues`], warning about each failure (the queues of a session still served).
+async fn delete_queues_or_warn(connection: &Connection, queues: &[String]) {
+    for failure in delete_queues(connection, queues).await {
+        tracing::warn!("{failure}");
     }
 }
 
@@ -590,6 +617,7 @@ pub async fn serve_with(
         replier.connect(None, None);
         session.abandon();
         close(&session.shared.connection).await;
+        let lost_fanouts = session.fanout_queues();
         // With several brokers in the URL the first attempt goes at once to the next one (as
         // kombu's failover does): it is another node, so no broker is hammered.
         let mut first = config.transport_url.hosts.len() > 1;
@@ -612,6 +640,19 @@ pub async fn serve_with(
             }
         };
         backoff.reset();
+        // The lost connection's fanout queues are not consumed any more; left, each would
+        // collect fanout casts until it expires. Not awaited: its node may be unreachable.
+        // Failures are debug lines: usually the queues went with their node.
+        let connection = session.shared.connection.clone();
+        tokio::spawn(async move {
+            let deleting = delete_queues(&connection, &lost_fanouts);
+            match tokio::time::timeout(DELETE_LIMIT, deleting).await {
+                Ok(failures) => failures.iter().for_each(|f| tracing::debug!("{f}")),
+                Err(_) => {
+                    tracing::debug!("deleting the lost connection's fanout queues takes too long")
+                }
+            }
+        });
         metrics::get().reconnects.inc();
         outage.end("fjord-host");
     }
@@ -639,16 +680,7 @@ pub async fn serve_with(
         .drain(DRAIN_LIMIT.saturating_sub(started.elapsed()))
         .await;
     // The fanout queues are ours alone: delete them, as oslo does on an orderly stop.
-    if let Ok(channel) = session.shared.connection.create_channel().await {
-        for queue in session.served.iter().map(|s| &s.fanout) {
-            if let Err(e) = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await
-            {
-                tracing::warn!("cannot delete fanout queue {queue}: {e}");
-            }
-        }
-    }
+    delete_queues_or_warn(&session.shared.connection, &session.fanout_queues()).await;
     close(&session.shared.connection).await;
     tracing::info!("stopped");
     Ok(())
