@@ -349,3 +349,64 @@ async fn fault_injection_suite() {
     assert_eq!(outages, recoveries, "{log}");
     drop(host_b);
 }
+
+/// The fanout queues of `topic` on the private node.
+fn fanout_queues(broker: &Broker, topic: &str) -> Vec<String> {
+    broker
+        .must(&["list_queues", "-q", "name"])
+        .lines()
+        .map(str::trim)
+        .filter(|q| q.starts_with(&format!("{topic}_fanout_")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// After a lost connection the host consumes a new fanout queue (the old one may live on a node
+/// that is gone or frozen) and deletes the old one, so fanout casts are not left collecting in
+/// it; a fanout cast sent after the reconnection reaches the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnected_host_takes_a_new_fanout_queue_and_deletes_the_old() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let topic = unique("fanout-reconnect");
+    let host = Host::start(&host_config(&url, &topic, "s1"));
+    let before = fanout_queues(&broker, &topic);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    let pid = connection_pid(&broker, "fjord-host").expect("no fjord-host connection");
+    broker.must(&["close_connection", &pid, "fault injection"]);
+    assert!(
+        host.wait_for("reconnected to RabbitMQ", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let now = fanout_queues(&broker, &topic);
+        if now.len() == 1 && now != before || Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(after.len(), 1, "old {before:?}, now {after:?}");
+    assert_ne!(
+        after, before,
+        "the old fanout queue is still the one consumed"
+    );
+
+    let transport = Transport::connect(&TransportUrl::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let id = unique("req-fanout");
+    let mut ctx = Map::new();
+    ctx.insert("request_id".into(), json!(id));
+    RpcClient::new(transport, Target::new(&topic).fanout(true))
+        .cast(&ctx, "whoami", json!({}))
+        .await
+        .unwrap();
+    assert!(
+        host.wait_for(&id, Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+}
