@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use serde::de::DeserializeOwned;
@@ -27,7 +25,7 @@ use fjord_oslo::failure::RemoteError;
 use fjord_oslo::reconnect::{Backoff, Outage};
 use fjord_oslo::target::Target;
 use fjord_oslo::topology::{
-    declare_fanout_exchange_with, declare_reply_queue, declare_topic_exchange,
+    declare_fanout_exchange_with, declare_reply_queue, declare_topic_exchange, delete_queue,
     fanout_exchange_name, publish, PublishError, DEFAULT_CONTROL_EXCHANGE,
 };
 use fjord_oslo::url::{TransportOptions, TransportUrl};
@@ -536,7 +534,7 @@ async fn reconnect_session(
             let session = Arc::new(session);
             link.session = Some(session.clone());
             let old = std::mem::replace(&mut *locked(&inner.reply_queue), reply_queue);
-            tokio::spawn(delete_queue(session.clone(), old));
+            tokio::spawn(delete_old_reply_queue(session.clone(), old));
             Ok(session)
         }
         Err(reason) => {
@@ -552,18 +550,8 @@ async fn reconnect_session(
 /// Deletes the reply queue of a lost connection, if it still exists and can be reached at
 /// once (else it expires by `x-expires`); replies still on their way to it are answers to
 /// calls that have already failed.
-async fn delete_queue(session: Arc<Session>, queue: String) {
-    let delete = async {
-        let channel = session.connection.create_channel().await?;
-        let deleted = channel
-            .queue_delete(
-                ShortString::from(queue.as_str()),
-                QueueDeleteOptions::default(),
-            )
-            .await;
-        let _ = channel.close(200, ShortString::from("deleted")).await;
-        deleted.map(|_| ())
-    };
+async fn delete_old_reply_queue(session: Arc<Session>, queue: String) {
+    let delete = delete_queue(&session.connection, &queue);
     match tokio::time::timeout(CLOSE_LIMIT, delete).await {
         Ok(Ok(())) => tracing::debug!(%queue, "old reply queue deleted"),
         Ok(Err(e)) => tracing::debug!(%queue, error = %e, "cannot delete the old reply queue"),

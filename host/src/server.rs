@@ -26,9 +26,7 @@ use fjord_oslo::reconnect::{Backoff, Outage};
 use fjord_oslo::topology::{self, short_string};
 use fjord_oslo::url::TransportOptions;
 use futures_lite::{FutureExt as _, StreamExt};
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use std::future::Future;
@@ -256,9 +254,8 @@ impl Session {
     async fn add(&mut self, sub: &Subscription, quiet: bool) -> anyhow::Result<()> {
         let shared = &self.shared;
         let server = &sub.server;
-        // A new fanout queue for each connection: the last one may live on a node that is
-        // frozen or gone, where declaring it again fails or blocks until the cluster gives that
-        // node up (seen as a 4 s longer recovery after a SIGSTOP); the old one is deleted.
+        // A new fanout queue for each connection, as the client takes a new reply queue: the
+        // last one may still be homed on a node that is frozen or gone (the old one is deleted).
         let fanout = topology::new_fanout_queue_name(&server.topic);
         let declaring = shared
             .connection
@@ -409,20 +406,12 @@ impl Session {
     }
 }
 
-/// Deletes `queues` (the host's own fanout queues), each on a channel of its own (a failed
-/// delete closes its channel); returns why each that could not be deleted was not.
+/// Deletes `queues` (the host's own fanout queues); returns why each that could not be deleted
+/// was not.
 async fn delete_queues(connection: &Connection, queues: &[String]) -> Vec<String> {
     let mut failures = Vec::new();
     for queue in queues {
-        let deleted = async {
-            let channel = connection.create_channel().await?;
-            channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await?;
-            let _ = channel.close(200, "deleted".into()).await;
-            Ok::<_, lapin::Error>(())
-        };
-        if let Err(e) = deleted.await {
+        if let Err(e) = topology::delete_queue(connection, queue).await {
             failures.push(format!("cannot delete fanout queue {queue}: {e}"));
         }
     }

@@ -4,6 +4,7 @@
 
 use lapin::options::{
     BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
@@ -391,6 +392,24 @@ pub async fn declare_reply_queue(
         )
         .await?;
     Ok(())
+}
+
+/// Deletes the queue `name` on a channel of its own (a failed delete closes its channel, so it
+/// must not be one that is used for anything else), closing the channel after.
+///
+/// ```no_run
+/// # async fn f(conn: &lapin::Connection) -> Result<(), lapin::Error> {
+/// fjord_oslo::topology::delete_queue(conn, "reply_0123").await?;
+/// # Ok(()) }
+/// ```
+pub async fn delete_queue(connection: &lapin::Connection, name: &str) -> Result<(), lapin::Error> {
+    let queue = self::name("queue", name)?;
+    let channel = connection.create_channel().await?;
+    let deleted = channel
+        .queue_delete(queue, QueueDeleteOptions::default())
+        .await;
+    let _ = channel.close(200, ShortString::from("deleted")).await;
+    deleted.map(|_| ())
 }
 
 /// The properties oslo puts on every message; `expiration_ms` is set on calls only.
