@@ -3,7 +3,7 @@
 //! timeout + 1 s). Goals: lost = 0 for every fault, service back within 5 s of the broker's return.
 
 use crate::broker::Broker;
-use crate::harness::{path_item, unique, wasm, Host};
+use crate::harness::{context, path_item, unique, wasm, Host};
 use fjord_client::{RpcClient, RpcError, Target, Transport, TransportUrl};
 use serde_json::{json, Map};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -398,10 +398,8 @@ async fn a_reconnected_host_takes_a_new_fanout_queue_and_deletes_the_old() {
         .await
         .unwrap();
     let id = unique("req-fanout");
-    let mut ctx = Map::new();
-    ctx.insert("request_id".into(), json!(id));
     RpcClient::new(transport, Target::new(&topic).fanout(true))
-        .cast(&ctx, "whoami", json!({}))
+        .cast(&context(json!({ "request_id": id })), "whoami", json!({}))
         .await
         .unwrap();
     assert!(

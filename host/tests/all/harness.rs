@@ -33,6 +33,14 @@ pub fn host_bin() -> PathBuf {
 }
 
 /// A topic no other test uses, so tests can run in parallel on one broker.
+/// A request context from a JSON object of its keys (`json!({"request_id": ...})`).
+pub fn context(pairs: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    pairs
+        .as_object()
+        .cloned()
+        .expect("a request context is a JSON object")
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",

@@ -4,7 +4,7 @@
 //! `RemoteError` raises exactly its class, and the context and `logging` reach the guest and the
 //! host. The endpoint is `tests/components/pyfail` (built by scripts/build-python).
 
-use crate::harness::{config, path_item, unique, wasm, Host};
+use crate::harness::{config, context, path_item, unique, wasm, Host};
 use crate::interop::oslo_client;
 use crate::rpc::client;
 use fjord_client::{RemoteError, RpcClient, RpcError};
@@ -13,10 +13,6 @@ use std::time::Duration;
 
 fn pyfail_host(topic: &str) -> Host {
     Host::start(&config(&[(topic, "server1", &path_item(&wasm("pyfail")))]))
-}
-
-fn context(pairs: Value) -> Map<String, Value> {
-    pairs.as_object().cloned().unwrap_or_default()
 }
 
 async fn remote(c: &RpcClient, ctx: &Map<String, Value>, method: &str, args: Value) -> RemoteError {

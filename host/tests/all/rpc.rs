@@ -1,7 +1,7 @@
 //! fjord's client calling fjord-host: call, cast, fanout, prepare(...), every failure class, and
 //! several endpoints and servers in one host.
 
-use crate::harness::{config, path_item, unique, wasm, Host, URL};
+use crate::harness::{config, context, path_item, unique, wasm, Host, URL};
 use fjord_client::{RemoteError, RpcClient, RpcError, Target, Transport, TransportUrl};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -29,10 +29,6 @@ pub async fn client(topic: &str) -> RpcClient {
 
 fn no_context() -> Map<String, Value> {
     Map::new()
-}
-
-fn context(pairs: Value) -> Map<String, Value> {
-    pairs.as_object().unwrap().clone()
 }
 
 /// The remote failure of a call that must fail.
