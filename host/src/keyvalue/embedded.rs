@@ -1,15 +1,21 @@
-//! The embedded store: one redb file per host, a table per bucket.
+//! The embedded store: one redb file per host, a table per bucket, and its journal beside it.
 //!
-//! Writes are durable before they are answered and share commits: every write goes to one writer
-//! thread, which takes all the writes waiting, applies them in one transaction and commits it
-//! (redb's default one-phase commit: one `fdatasync`), and only then answers each of them. While
-//! it is syncing, the next writes queue up and go into the next commit, so concurrent calls pay
-//! one fsync between them instead of one each. Reads run in the calling task on redb's
-//! snapshots and see every answered write.
+//! Writes are durable before they are answered and share syncs: every write goes to one writer
+//! thread, which takes all the writes waiting, applies them in one redb transaction committed
+//! without durability, and appends what they changed to the write-ahead journal ([`journal`]);
+//! the group is answered once an `fdatasync` of the journal covers it. Two syncs run at once, so
+//! a write waits for about one sync rather than for the rest of one commit and then its own.
+//! Reads run in the calling task on redb's snapshots, see every applied write, and return once
+//! what they may have seen is durable.
+//!
+//! [`journal`]: super::journal
 
+use super::journal::{self, Answer, Effect, Journal, Readers};
 use super::limits::{BucketLimits, LIST_PAGE};
 use super::{Found, KvError};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -25,6 +31,10 @@ const CACHE_BYTES: usize = 32 << 20;
 fn table(bucket: &str) -> String {
     format!("bucket:{bucket}")
 }
+
+/// The store's own table (bucket tables are all `bucket:...`): the journal's generation.
+const META: TableDefinition<&str, u64> = TableDefinition::new("fjord:journal");
+const GENERATION: &str = "generation";
 
 /// One write and where its answer goes.
 struct Job {
@@ -47,11 +57,12 @@ enum Done {
     Value(u64),
 }
 
-/// Writes and commits so far: fsyncs per write is `commits / writes`.
+/// Writes and durable redb commits (checkpoints) so far; with the journal's syncs, the fsyncs per
+/// write.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub writes: AtomicU64,
-    pub commits: AtomicU64,
+    pub checkpoints: AtomicU64,
 }
 
 pub struct Embedded {
@@ -59,6 +70,7 @@ pub struct Embedded {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Readers,
     stats: Arc<Stats>,
 }
 
@@ -74,14 +86,33 @@ impl Embedded {
             ),
             Err(e) => anyhow::bail!("keyvalue: cannot open {}: {e}", path.display()),
         };
+        let generation = read_generation(&db)
+            .map_err(|e| anyhow::anyhow!("keyvalue: cannot read {}: {e}", path.display()))?;
+        let journal_path = journal::path_for(path);
+        let (mut journal, replay) = Journal::open(&journal_path, generation)?;
+        let replayed = replay.len();
+        checkpoint(&db, &mut journal, |txn| replay_effects(txn, &replay)).map_err(|e| {
+            anyhow::anyhow!(
+                "keyvalue: cannot replay the journal {} into {}: {e}",
+                journal_path.display(),
+                path.display()
+            )
+        })?;
+        if replayed > 0 {
+            tracing::info!(
+                "keyvalue: replayed {replayed} writes from the journal {}",
+                journal_path.display()
+            );
+        }
         let db = Arc::new(db);
         let stats = Arc::new(Stats::default());
+        let readers = journal.readers();
         let (jobs, queue) = mpsc::channel();
         let writer = {
             let (db, stats) = (db.clone(), stats.clone());
             std::thread::Builder::new()
                 .name("fjord-kv-writer".into())
-                .spawn(move || write_loop(&db, &queue, &stats))
+                .spawn(move || write_loop(&db, journal, &queue, &stats))
                 .map_err(|e| anyhow::anyhow!("keyvalue: cannot start the writer thread: {e}"))?
         };
         Ok(Embedded {
@@ -89,6 +120,7 @@ impl Embedded {
             db,
             jobs,
             writer: Mutex::new(Some(writer)),
+            readers,
             stats,
         })
     }
@@ -97,8 +129,11 @@ impl Embedded {
         &self.path
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Writes so far, and the fsyncs they took (the journal's and the checkpoints').
+    pub fn writes_and_fsyncs(&self) -> (u64, u64) {
+        let writes = self.stats.writes.load(Ordering::Relaxed);
+        let checkpoints = self.stats.checkpoints.load(Ordering::Relaxed);
+        (writes, checkpoints.saturating_add(self.readers.syncs()))
     }
 
     /// Commits what is queued, stops the writer and waits for it. Later writes fail.
@@ -176,7 +211,19 @@ impl Embedded {
     }
 
     /// Runs `read` on the bucket's table in a fresh snapshot; a bucket never written is empty.
-    fn read<T>(
+    /// Returns once every write the snapshot may hold is durable.
+    async fn read<T>(
+        &self,
+        bucket: &str,
+        empty: T,
+        read: impl FnOnce(&redb::ReadOnlyTable<&str, &[u8]>) -> Result<T, redb::StorageError>,
+    ) -> Result<T, KvError> {
+        let found = self.read_now(bucket, empty, read)?;
+        self.readers.settle().await?;
+        Ok(found)
+    }
+
+    fn read_now<T>(
         &self,
         bucket: &str,
         empty: T,
@@ -191,18 +238,20 @@ impl Embedded {
         }
     }
 
-    pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.read(bucket, None, |t| {
             Ok(t.get(key)?.map(|v| v.value().to_vec()))
         })
+        .await
     }
 
-    pub fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
+    pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
         self.read(bucket, false, |t| Ok(t.get(key)?.is_some()))
+            .await
     }
 
     /// Up to `max_bytes` of keys and values; `None` once past it (the caller refuses the call).
-    pub fn get_many(
+    pub async fn get_many(
         &self,
         bucket: &str,
         keys: Vec<String>,
@@ -224,10 +273,11 @@ impl Embedded {
             }
             Ok(Some(out))
         })
+        .await
     }
 
     /// One page of keys in key order; the cursor is how many keys came before it.
-    pub fn list_keys(
+    pub async fn list_keys(
         &self,
         bucket: &str,
         cursor: Option<u64>,
@@ -247,6 +297,7 @@ impl Embedded {
                 more.then(|| u64::try_from(skip.saturating_add(keys.len())).unwrap_or(u64::MAX));
             Ok((keys, next))
         })
+        .await
     }
 }
 
@@ -258,8 +309,57 @@ fn storage(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(format!("embedded store: {e}"))
 }
 
-/// The writer thread: group commit.
-fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Stats) {
+/// The journal's generation as redb last committed it durably (0 for a new store).
+fn read_generation(db: &Database) -> Result<u64, KvError> {
+    let txn = db.begin_read().map_err(storage)?;
+    match txn.open_table(META) {
+        Ok(t) => Ok(t.get(GENERATION).map_err(storage)?.map_or(0, |g| g.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(storage(e)),
+    }
+}
+
+/// A durable redb commit of `fill` and the journal's next generation; then every journaled
+/// write is in redb itself and the journal starts over.
+fn checkpoint(
+    db: &Database,
+    journal: &mut Journal,
+    fill: impl FnOnce(&redb::WriteTransaction) -> Result<(), KvError>,
+) -> Result<(), KvError> {
+    let txn = db.begin_write().map_err(storage)?;
+    fill(&txn)?;
+    commit_durably(txn, journal)
+}
+
+/// Commits `txn` durably (redb's default) with the journal's next generation.
+fn commit_durably(txn: redb::WriteTransaction, journal: &mut Journal) -> Result<(), KvError> {
+    let next = journal.generation().saturating_add(1);
+    {
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        meta.insert(GENERATION, next).map_err(storage)?;
+    }
+    txn.commit().map_err(storage)?;
+    journal.checkpointed(next);
+    Ok(())
+}
+
+/// Applies the journal's effects, in order, to redb (on open, before anything else is written).
+fn replay_effects(txn: &redb::WriteTransaction, effects: &[Effect]) -> Result<(), KvError> {
+    for e in effects {
+        let mut t = txn
+            .open_table(TableDefinition::<&str, &[u8]>::new(&e.table))
+            .map_err(storage)?;
+        match &e.value {
+            Some(v) => t.insert(e.key.as_str(), v.as_slice()).map(|_| ()),
+            None => t.remove(e.key.as_str()).map(|_| ()),
+        }
+        .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// The writer thread: group commit over the journal.
+fn write_loop(db: &Database, mut journal: Journal, queue: &mpsc::Receiver<Job>, stats: &Stats) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -274,50 +374,111 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>, stats: &Stats) {
             group.truncate(at);
         }
         if !group.is_empty() {
-            commit(db, group, stats);
+            commit(db, &mut journal, group, stats);
         }
         if stop.is_some() {
-            return;
+            break;
         }
     }
+    // Closing (or every sender gone): leave everything in redb and an empty journal.
+    if journal.failed().is_none() {
+        match checkpoint(db, &mut journal, |_| Ok(())) {
+            Ok(()) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("keyvalue: the closing checkpoint failed: {e}"),
+        }
+    }
+    journal.stop();
 }
 
-/// Applies a group of writes in one transaction and answers each once it is durable. A write
-/// refused by a limit changes nothing and is answered with its error; a storage failure fails the
-/// whole group (nothing of it is committed).
-fn commit(db: &Database, group: Vec<Job>, stats: &Stats) {
+/// Applies a group of writes in one transaction and has each answered once it is durable. A
+/// write refused by a limit changes nothing and is answered with its error; a storage failure
+/// fails the whole group (nothing of it is committed).
+fn commit(db: &Database, journal: &mut Journal, group: Vec<Job>, stats: &Stats) {
+    if let Some(why) = journal.failed() {
+        for job in group {
+            let _ = job.reply.send(Err(KvError::Backend(why.clone())));
+        }
+        return;
+    }
+    let writes = u64::try_from(group.len()).unwrap_or(u64::MAX);
+    let mut effects = Vec::new();
     let applied = (|| {
         let txn = db.begin_write().map_err(storage)?;
         let mut outcomes = Vec::with_capacity(group.len());
         for job in &group {
-            outcomes.push(apply(&txn, job)?);
+            outcomes.push(apply(&txn, job, &mut effects)?);
         }
-        txn.commit().map_err(storage)?;
-        Ok::<_, KvError>(outcomes)
+        Ok::<_, KvError>((txn, outcomes))
     })();
-    match applied {
-        Ok(outcomes) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.writes.fetch_add(
-                u64::try_from(group.len()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            for (job, outcome) in group.into_iter().zip(outcomes) {
-                let _ = job.reply.send(outcome);
+    let (mut txn, outcomes) = match applied {
+        Ok(applied) => applied,
+        Err(e) => return fail_group(group, &e),
+    };
+    let replies: Vec<_> = group.into_iter().map(|j| j.reply).collect();
+    let answer: Answer = Box::new(move |failed: Option<KvError>| {
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(match &failed {
+                None => outcome,
+                Some(e) => Err(e.clone()),
+            });
+        }
+    });
+    let record = if effects.is_empty() {
+        Some(Vec::new())
+    } else {
+        journal::encode(journal.generation(), &effects)
+    };
+    match record {
+        // Nothing changed (every write refused): answered in order behind what is pending.
+        Some(record) if record.is_empty() => {
+            let _ = txn.set_durability(Durability::None);
+            match txn.commit() {
+                Ok(()) => journal.after_pending(answer),
+                Err(e) => answer(Some(storage(e))),
             }
         }
-        Err(e) => {
-            tracing::warn!("keyvalue: a commit of {} writes failed: {e}", group.len());
-            for job in group {
-                let _ = job.reply.send(Err(e.clone()));
+        Some(record) if journal.has_room(&record) => {
+            if let Err(e) = txn.set_durability(Durability::None) {
+                return answer(Some(storage(e)));
+            }
+            journal.reveal(record.len());
+            match txn.commit() {
+                Ok(()) => journal.append(&record, answer),
+                Err(e) => {
+                    journal.unreveal();
+                    answer(Some(storage(e)));
+                }
             }
         }
+        // The journal is due a checkpoint, or this group would not fit in it: this commit is
+        // the durable one.
+        _ => match commit_durably(txn, journal) {
+            Ok(()) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                answer(None);
+            }
+            Err(e) => answer(Some(e)),
+        },
+    }
+    stats.writes.fetch_add(writes, Ordering::Relaxed);
+}
+
+fn fail_group(group: Vec<Job>, e: &KvError) {
+    tracing::warn!("keyvalue: a commit of {} writes failed: {e}", group.len());
+    for job in group {
+        let _ = job.reply.send(Err(e.clone()));
     }
 }
 
 /// One write inside the group's transaction. The outer error is a storage failure (the group
 /// fails); the inner one is this write's own refusal, checked before anything is changed.
-fn apply(txn: &redb::WriteTransaction, job: &Job) -> Result<Result<Done, KvError>, KvError> {
+fn apply(
+    txn: &redb::WriteTransaction,
+    job: &Job,
+    effects: &mut Vec<Effect>,
+) -> Result<Result<Done, KvError>, KvError> {
     let name = table(&job.bucket);
     let mut t = txn
         .open_table(TableDefinition::<&str, &[u8]>::new(&name))
@@ -338,12 +499,14 @@ fn apply(txn: &redb::WriteTransaction, job: &Job) -> Result<Result<Done, KvError
             }
             for (key, value) in pairs {
                 t.insert(key.as_str(), value.as_slice()).map_err(storage)?;
+                effects.push(effect(&name, key, Some(value.clone())));
             }
             Ok(Ok(Done::Nothing))
         }
         Write::Delete(keys) => {
             for key in keys {
                 t.remove(key.as_str()).map_err(storage)?;
+                effects.push(effect(&name, key, None));
             }
             Ok(Ok(Done::Nothing))
         }
@@ -367,11 +530,20 @@ fn apply(txn: &redb::WriteTransaction, job: &Job) -> Result<Result<Done, KvError
                     "bucket {bucket:?}: incrementing {key:?} by {delta} overflows"
                 ))));
             };
-            t.insert(key.as_str(), new.to_string().as_bytes())
-                .map_err(storage)?;
+            let text = new.to_string().into_bytes();
+            t.insert(key.as_str(), text.as_slice()).map_err(storage)?;
+            effects.push(effect(&name, key, Some(text)));
             Ok(Ok(Done::Value(new)))
         }
         Write::Stop => Ok(Ok(Done::Nothing)),
+    }
+}
+
+fn effect(table: &str, key: &str, value: Option<Vec<u8>>) -> Effect {
+    Effect {
+        table: table.to_string(),
+        key: key.to_string(),
+        value,
     }
 }
 
@@ -419,18 +591,18 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(store.get("b", "n").unwrap().as_deref(), Some(&b"640"[..]));
-        let (writes, commits) = (
-            store.stats().writes.load(Ordering::Relaxed),
-            store.stats().commits.load(Ordering::Relaxed),
+        assert_eq!(
+            store.get("b", "n").await.unwrap().as_deref(),
+            Some(&b"640"[..])
         );
+        let (writes, fsyncs) = store.writes_and_fsyncs();
         assert_eq!(writes, 640);
-        assert!(commits < writes, "{commits} commits for {writes} writes");
+        assert!(fsyncs < writes, "{fsyncs} fsyncs for {writes} writes");
         store.close();
         drop(store);
         let reopened = Embedded::open(&path).unwrap();
         assert_eq!(
-            reopened.get("b", "n").unwrap().as_deref(),
+            reopened.get("b", "n").await.unwrap().as_deref(),
             Some(&b"640"[..])
         );
     }
@@ -461,7 +633,7 @@ mod tests {
             .unwrap_err();
         assert!(full.to_string().contains("max_keys"), "{full}");
         assert_eq!(
-            store.get("b", "a").unwrap().as_deref(),
+            store.get("b", "a").await.unwrap().as_deref(),
             Some(&b"1"[..]),
             "nothing changed"
         );
@@ -492,13 +664,16 @@ mod tests {
             .delete_many(&bucket, limits, vec!["a".into(), "zz".into()])
             .await
             .unwrap();
-        assert!(!store.exists("b", "a").unwrap());
+        assert!(!store.exists("b", "a").await.unwrap());
         assert_eq!(
-            store.list_keys("b", None).unwrap(),
+            store.list_keys("b", None).await.unwrap(),
             (vec!["b".to_string()], None)
         );
-        assert_eq!(store.list_keys("never", None).unwrap(), (vec![], None));
-        assert_eq!(store.get("never", "a").unwrap(), None);
+        assert_eq!(
+            store.list_keys("never", None).await.unwrap(),
+            (vec![], None)
+        );
+        assert_eq!(store.get("never", "a").await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -512,20 +687,24 @@ mod tests {
             .set_many(&bucket, BucketLimits::default(), pairs)
             .await
             .unwrap();
-        let (first, cursor) = store.list_keys("b", None).unwrap();
+        let (first, cursor) = store.list_keys("b", None).await.unwrap();
         assert_eq!(first.len(), LIST_PAGE);
-        let (rest, end) = store.list_keys("b", cursor).unwrap();
+        let (rest, end) = store.list_keys("b", cursor).await.unwrap();
         assert_eq!((rest.len(), end), (5, None));
         assert_eq!(
-            store.list_keys("b", Some(u64::MAX)).unwrap(),
+            store.list_keys("b", Some(u64::MAX)).await.unwrap(),
             (vec![], None)
         );
         let many = store
             .get_many("b", vec!["k00000".into(), "nope".into()], 1 << 20)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(many, vec![Some(("k00000".to_string(), vec![])), None]);
-        assert_eq!(store.get_many("b", vec!["k00000".into()], 2).unwrap(), None);
+        assert_eq!(
+            store.get_many("b", vec!["k00000".into()], 2).await.unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -538,5 +717,108 @@ mod tests {
             "{second}"
         );
         assert_eq!(second.lines().count(), 1);
+    }
+
+    /// What a crash leaves: redb at its last durable commit and the journal's records after it.
+    /// Records of the store's generation are replayed in order; one of an older generation (left
+    /// over from before the last checkpoint) and anything after it are not.
+    #[tokio::test]
+    async fn opening_replays_the_journal_of_the_current_generation_only() {
+        let path = temp("replay");
+        let store = Embedded::open(&path).unwrap();
+        let bucket: Arc<str> = Arc::from("b");
+        store
+            .set_many(
+                &bucket,
+                BucketLimits::default(),
+                vec![("kept".into(), b"1".to_vec())],
+            )
+            .await
+            .unwrap();
+        store.close();
+        drop(store);
+        let generation = {
+            let db = Database::create(&path).unwrap();
+            read_generation(&db).unwrap()
+        };
+        let put = |key: &str, value: &str| Effect {
+            table: table("b"),
+            key: key.into(),
+            value: Some(value.as_bytes().to_vec()),
+        };
+        let journal = [
+            journal::encode(generation, &[put("n", "1"), put("kept", "2")]).unwrap(),
+            journal::encode(generation, &[put("n", "2")]).unwrap(),
+            journal::encode(generation.saturating_sub(1), &[put("stale", "x")]).unwrap(),
+            journal::encode(generation, &[put("after-stale", "x")]).unwrap(),
+        ]
+        .concat();
+        std::fs::write(journal::path_for(&path), &journal).unwrap();
+        let reopened = Embedded::open(&path).unwrap();
+        let get = |key: &'static str| reopened.get("b", key);
+        assert_eq!(get("n").await.unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(get("kept").await.unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(get("stale").await.unwrap(), None);
+        assert_eq!(get("after-stale").await.unwrap(), None);
+        // The replay was checkpointed: the journal's records are not applied a second time
+        // over later writes.
+        reopened
+            .set_many(
+                &bucket,
+                BucketLimits::default(),
+                vec![("n".into(), b"3".to_vec())],
+            )
+            .await
+            .unwrap();
+        reopened.close();
+        drop(reopened);
+        let again = Embedded::open(&path).unwrap();
+        assert_eq!(
+            again.get("b", "n").await.unwrap().as_deref(),
+            Some(&b"3"[..])
+        );
+        assert!(
+            std::fs::metadata(journal::path_for(&path)).unwrap().len() >= journal::CAPACITY,
+            "the journal is allocated in full"
+        );
+    }
+
+    /// More groups than a checkpoint interval, and a value too large for the journal: both go
+    /// through durable redb commits and nothing is lost or reordered.
+    #[tokio::test]
+    async fn checkpoints_and_oversized_groups_keep_every_write() {
+        let path = temp("checkpoints");
+        let store = Embedded::open(&path).unwrap();
+        let bucket: Arc<str> = Arc::from("b");
+        let limits = BucketLimits {
+            max_value_bytes: usize::MAX,
+            ..BucketLimits::default()
+        };
+        let groups = journal::CHECKPOINT_GROUPS * 2 + 3;
+        for i in 1..=groups {
+            let n = store
+                .increment(&bucket, limits, "n".into(), 1)
+                .await
+                .unwrap();
+            assert_eq!(n, u64::from(i));
+        }
+        let big = vec![7u8; usize::try_from(journal::CAPACITY).unwrap()];
+        store
+            .set_many(&bucket, limits, vec![("big".into(), big.clone())])
+            .await
+            .unwrap();
+        assert_eq!(store.get("b", "big").await.unwrap(), Some(big));
+        let (_, fsyncs) = store.writes_and_fsyncs();
+        assert!(
+            fsyncs >= 3,
+            "{fsyncs} fsyncs: two checkpoints and the large value"
+        );
+        store.close();
+        drop(store);
+        let reopened = Embedded::open(&path).unwrap();
+        assert_eq!(
+            reopened.get("b", "n").await.unwrap().as_deref(),
+            Some(groups.to_string().as_bytes())
+        );
     }
 }

@@ -10,13 +10,13 @@
 
 pub mod config;
 pub mod embedded;
+pub mod journal;
 pub mod limits;
 pub mod redis;
 
 use crate::guest_api::CallInfo;
 use config::{KeyvalueConfig, Location};
 use limits::{BucketLimits, MAX_GET_MANY_BYTES};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -90,20 +90,16 @@ impl Keyvalue {
     pub fn close(&self) {
         if let Backend::Embedded(store) = &self.backend {
             store.close();
-            let stats = store.stats();
-            let (writes, commits) = (
-                stats.writes.load(Ordering::Relaxed),
-                stats.commits.load(Ordering::Relaxed),
-            );
+            let (writes, fsyncs) = store.writes_and_fsyncs();
             // Display only: the ratio of two counters.
             #[allow(clippy::cast_precision_loss)]
             let per_write = if writes == 0 {
                 0.0
             } else {
-                commits as f64 / writes as f64
+                fsyncs as f64 / writes as f64
             };
             tracing::info!(
-                "keyvalue: {writes} writes in {commits} commits ({per_write:.3} fsyncs per write), {} closed",
+                "keyvalue: {writes} writes in {fsyncs} fsyncs ({per_write:.3} fsyncs per write), {} closed",
                 store.path().display()
             );
         }
@@ -230,7 +226,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             return refused(e);
         }
         answer!(match &store.backend {
-            Backend::Embedded(s) => s.get(&name, &key),
+            Backend::Embedded(s) => s.get(&name, &key).await,
             Backend::Redis(r) => r.get(&name, &key).await,
         })
     }
@@ -272,7 +268,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             return refused(e);
         }
         answer!(match &store.backend {
-            Backend::Embedded(s) => s.exists(&name, &key),
+            Backend::Embedded(s) => s.exists(&name, &key).await,
             Backend::Redis(r) => r.exists(&name, &key).await,
         })
     }
@@ -284,7 +280,7 @@ impl store::HostBucket for KeyvalueView<'_> {
     ) -> Answer<store::KeyResponse> {
         let (store, name, _) = self.bucket(&bucket)?;
         let page = match &store.backend {
-            Backend::Embedded(s) => s.list_keys(&name, cursor),
+            Backend::Embedded(s) => s.list_keys(&name, cursor).await,
             Backend::Redis(r) => r.list_keys(&name, cursor).await,
         };
         answer!(page.map(|(keys, cursor)| store::KeyResponse { keys, cursor }))
@@ -326,7 +322,7 @@ impl batch::Host for KeyvalueView<'_> {
             return refused(e);
         }
         let found = match &store.backend {
-            Backend::Embedded(s) => s.get_many(&name, keys, MAX_GET_MANY_BYTES),
+            Backend::Embedded(s) => s.get_many(&name, keys, MAX_GET_MANY_BYTES).await,
             Backend::Redis(r) => r.get_many(&name, keys, MAX_GET_MANY_BYTES).await,
         };
         match found {
